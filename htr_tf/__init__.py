@@ -1,0 +1,18 @@
+"""htr-tf: handwritten text recognition for full pages in TensorFlow/Keras.
+
+The public API is re-exported here; TensorFlow is imported only by the modules that need it.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from htr_tf.charset import BLANK_INDEX, DEFAULT_CHARSET, Charset
+from htr_tf.config import Config
+from htr_tf.errors import ConfigError, DataError, HTRError, ModelError
+from htr_tf.geometry import DEFAULT_LINE_GEOMETRY, LineGeometry
+
+__all__ = [
+    "__version__", "BLANK_INDEX", "Charset", "DEFAULT_CHARSET", "Config", "ConfigError",
+    "DataError", "HTRError", "ModelError", "LineGeometry", "DEFAULT_LINE_GEOMETRY",
+]

@@ -1,0 +1,161 @@
+"""Image geometry and normalisation: one place for every resize, pad and box rule.
+
+A line image is gray uint8, dark ink on light paper.  The recogniser sees it resized to
+``LineGeometry.height`` keeping the aspect ratio (never squashed, unless wider than
+``max_width``), normalised to float ``1 - x/255`` so ink is positive and zero padding is
+blank paper.  Both the numpy path (pipelines, TFLite) and the TF path (tf.data, served
+graphs) use area interpolation so they agree to within rounding.
+
+Boxes are ``xyxy`` in page pixels (x0, y0, x1, y1) unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LineGeometry:
+    """How a text-line image becomes the recogniser's input."""
+
+    height: int = 64
+    max_width: int = 2048
+    min_width: int = 32
+    #: Widths are padded up to a multiple of this (the recogniser's width downsampling).
+    width_multiple: int = 8
+
+    def target_width(self, h: int, w: int) -> int:
+        """Width after resizing an ``h x w`` crop to ``height`` with its aspect ratio kept."""
+        tw = int(round(w * self.height / max(h, 1)))
+        return int(min(max(tw, self.min_width), self.max_width))
+
+    def padded_width(self, w: int) -> int:
+        m = self.width_multiple
+        return int(-(-w // m) * m)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LineGeometry":
+        return cls(**{k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+DEFAULT_LINE_GEOMETRY = LineGeometry()
+
+
+# -- numpy path -----------------------------------------------------------------------------
+def resize_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
+    """Resize a 2-D uint8 line crop to the geometry's height (aspect ratio kept)."""
+    import cv2
+
+    h, w = gray.shape[:2]
+    tw = geometry.target_width(h, w)
+    interp = cv2.INTER_AREA if h >= geometry.height else cv2.INTER_LINEAR
+    return cv2.resize(gray, (tw, geometry.height), interpolation=interp)
+
+
+def normalize(gray_uint8: np.ndarray) -> np.ndarray:
+    """uint8 (paper=255) to float32 with ink positive in [0, 1] and paper 0."""
+    return 1.0 - np.asarray(gray_uint8, np.float32) / 255.0
+
+
+def batch_lines(crops: Sequence[np.ndarray], geometry: LineGeometry = DEFAULT_LINE_GEOMETRY,
+                pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Resize, normalise and right-pad line crops into ``[B, H, W, 1]`` float32 plus true widths."""
+    resized = [resize_line(c, geometry) for c in crops]
+    widths = np.array([r.shape[1] for r in resized], np.int32)
+    W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
+    if pad_to is not None:
+        W = max(W, pad_to)
+    out = np.zeros((len(resized), geometry.height, W, 1), np.float32)
+    for i, r in enumerate(resized):
+        out[i, :, : r.shape[1], 0] = normalize(r)
+    return out, widths
+
+
+# -- TensorFlow path (tf.data and served graphs) ----------------------------------------------
+def tf_resize_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
+    """TF twin of :func:`resize_line`: uint8 ``[h, w, 1]`` -> (uint8 ``[H, w', 1]``, ``w'``)."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    h = tf.cast(shape[0], tf.float32)
+    w = tf.cast(shape[1], tf.float32)
+    tw = tf.cast(tf.round(w * geometry.height / tf.maximum(h, 1.0)), tf.int32)
+    tw = tf.clip_by_value(tw, geometry.min_width, geometry.max_width)
+    method = tf.cond(h >= geometry.height, lambda: tf.constant("area"), lambda: tf.constant("bilinear"))
+    img = tf.cast(image, tf.float32)
+    resized = tf.cond(
+        tf.equal(method, "area"),
+        lambda: tf.image.resize(img, tf.stack([geometry.height, tw]), method="area"),
+        lambda: tf.image.resize(img, tf.stack([geometry.height, tw]), method="bilinear"),
+    )
+    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    return resized, tw
+
+
+def tf_normalize(image_uint8):
+    """TF twin of :func:`normalize`."""
+    import tensorflow as tf
+
+    return 1.0 - tf.cast(image_uint8, tf.float32) / 255.0
+
+
+# -- boxes ------------------------------------------------------------------------------------
+def xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    b = np.asarray(b, np.float32)
+    return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:4]], axis=-1)
+
+
+def xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
+    b = np.asarray(b, np.float32)
+    return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
+
+
+def clip_boxes(b: np.ndarray, width: int, height: int) -> np.ndarray:
+    b = np.asarray(b, np.float32).copy()
+    b[..., 0::2] = np.clip(b[..., 0::2], 0, width)
+    b[..., 1::2] = np.clip(b[..., 1::2], 0, height)
+    return b
+
+
+def scale_boxes(b: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    b = np.asarray(b, np.float32).copy()
+    b[..., 0::2] *= sx
+    b[..., 1::2] *= sy
+    return b
+
+
+def union_box(boxes: np.ndarray) -> np.ndarray:
+    """Smallest xyxy box holding all ``boxes`` (``[N, 4]``)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()], np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: ``[N, 4] x [M, 4] -> [N, M]``."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def crop(gray: np.ndarray, box: Sequence[float], pad: int = 0) -> np.ndarray:
+    """Crop an xyxy box (plus ``pad`` pixels) from a page, clipped to the page."""
+    h, w = gray.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
+    x1, y1 = min(w, x1 + pad), min(h, y1 + pad)
+    if x1 <= x0 or y1 <= y0:
+        return np.full((1, 1), 255, np.uint8)
+    return gray[y0:y1, x0:x1]

@@ -1,0 +1,168 @@
+"""Charset, geometry, config, atomic I/O, records and the CLI skeleton."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from htr_tf.charset import BLANK_INDEX, Charset, UnknownCharacterError
+from htr_tf.config import Config
+from htr_tf.errors import ConfigError, DataError
+from htr_tf.fileio import atomic_path, decode_image, encode_png, read_image
+from htr_tf.geometry import LineGeometry, batch_lines, box_iou, resize_line, xywh_to_xyxy, xyxy_to_xywh
+
+
+def test_default_charset_is_the_originals_80_classes():
+    cs = Charset()
+    assert len(cs) == 79 and cs.num_classes == 80
+    assert BLANK_INDEX == 0 and 0 not in cs.encode(cs.chars)
+    assert cs.decode(cs.encode("A MOVE to stop Mr. Gaitskell")) == "A MOVE to stop Mr. Gaitskell"
+
+
+def test_unknown_characters_policy_is_explicit_and_counted():
+    cs = Charset()
+    assert cs.unknown("naïve £5 é") == {"ï": 1, "é": 1}  # £ folds to L
+    with pytest.raises(UnknownCharacterError, match="U\\+00EF"):
+        cs.encode("naïve")
+    assert cs.decode(cs.encode("naïve", "drop")) == "nave"
+    assert cs.decode(cs.encode("naïve", "replace")) == "na#ve"
+    assert cs.normalize("\u201cso\u201d  \u2014 it\u2019s") == "\"so\" - it's"
+
+
+def test_charset_round_trips_and_extends():
+    cs = Charset().extended("éü")
+    assert Charset.from_json(cs.to_json()) == cs
+    assert cs.encode("é") == [80] and cs.num_classes == 82
+    assert cs.ctc_collapse([0, 5, 5, 0, 5, 7, 7, 0]) == [5, 5, 7]
+    with pytest.raises(ValueError):
+        Charset("aa")
+
+
+def test_line_geometry_keeps_aspect_ratio_and_pads():
+    g = LineGeometry(height=32, max_width=400, width_multiple=8)
+    img = np.full((64, 300), 255, np.uint8)
+    img[20:40, 10:290] = 0
+    r = resize_line(img, g)
+    assert r.shape == (32, 150)
+    x, w = batch_lines([img, img[:, :100]], g)
+    assert x.shape == (2, 32, 152, 1) and list(w) == [150, 50]
+    assert x[1, :, 50:].max() == 0.0 and x.max() <= 1.0  # padding is blank paper
+    assert g.target_width(10, 100000) == 400  # only over-long lines are squashed
+
+
+def test_tf_and_numpy_resize_agree():
+    import tensorflow as tf
+
+    from htr_tf.geometry import tf_resize_line
+
+    g = LineGeometry(height=32)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (96, 333), dtype=np.uint8)
+    a = resize_line(img, g).astype(np.float32)
+    b, w = tf_resize_line(tf.constant(img[:, :, None]), g)
+    assert int(w) == a.shape[1]
+    assert np.abs(a - b.numpy()[:, :, 0]).mean() < 2.0
+
+
+def test_boxes():
+    b = np.array([[10, 20, 30, 40]], np.float32)
+    assert np.allclose(xyxy_to_xywh(xywh_to_xyxy(b)), b)
+    assert np.isclose(box_iou([0, 0, 10, 10], [5, 0, 15, 10])[0, 0], 1 / 3)
+
+
+@dataclasses.dataclass
+class _Inner(Config):
+    a: int = 1
+
+
+@dataclasses.dataclass
+class _Outer(Config):
+    name: str = "x"
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+    sizes: tuple = (1, 2)
+
+
+def test_config_round_trip_and_rejects_unknown_keys(tmp_path):
+    c = _Outer(name="y", inner=_Inner(a=5), sizes=(3, 4))
+    for suffix in (".json", ".yaml"):
+        p = tmp_path / f"c{suffix}"
+        c.save(p)
+        assert _Outer.load(p) == c
+    with pytest.raises(ConfigError, match="unknown key.*'b'.*valid keys"):
+        _Outer.from_dict({"inner": {"b": 1}})
+    (tmp_path / "bad.yaml").write_text("[1, 2")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        _Outer.load(tmp_path / "bad.yaml")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    p = tmp_path / "x.png"
+    p.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="x.png.*not a readable image"):
+        read_image(p)
+    good = encode_png(np.zeros((10, 20), np.uint8))
+    (tmp_path / "t.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match="t.png"):
+        read_image(tmp_path / "t.png")
+    with pytest.raises(DataError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent -> white paper
+    import cv2
+
+    assert decode_image(cv2.imencode(".png", rgba)[1].tobytes()).min() == 255
+    deep = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    assert decode_image(cv2.imencode(".png", deep)[1].tobytes()).dtype == np.uint8
+
+
+def test_record_set_round_trip(tiny_line_records):
+    from htr_tf.data.records import RecordSet
+
+    rs = RecordSet(tiny_line_records)
+    assert rs.splits("lines") == ["test", "train", "validation"]
+    assert rs.count("lines", "train") == 32 and len(rs.files("lines", "train")) == 2
+    ex = next(rs.iter_lines("test"))
+    assert rs.charset.decode(ex["ids"]) == ex["text"]
+    assert decode_image(ex["image"]).shape == (int(ex["height"]), int(ex["width"]))
+    with pytest.raises(DataError, match="no lines for split 'nope'"):
+        rs.files("lines", "nope")
+
+
+def test_record_writer_is_atomic(tmp_path):
+    from htr_tf.data.records import RecordSet, RecordSetWriter
+
+    from conftest import make_line_records
+
+    out = make_line_records(tmp_path / "rs", {"train": 4})
+    with pytest.raises(RuntimeError):
+        with RecordSetWriter(out, source="x", charset=Charset()) as w:
+            w.skip("reason")
+            raise RuntimeError("interrupted")
+    assert RecordSet(out).count("lines", "train") == 4  # the old set survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rs"]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["source"] == "test"
+
+
+def test_cli_help_is_fast_and_does_not_import_tensorflow():
+    code = "import sys; from htr_tf.cli import build_parser; build_parser(); print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    r = subprocess.run([sys.executable, "-m", "htr_tf.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for name in ("data", "train", "evaluate", "export", "tflite", "serve", "ocr", "lm", "bench"):
+        assert name in r.stdout
