@@ -1,0 +1,106 @@
+"""`htr data`: download, synthesise and convert data to record sets."""
+
+from __future__ import annotations
+
+import argparse
+
+def _data_iam_download(a: argparse.Namespace) -> int:
+    from htr_tf.data.iam_download import download_iam
+
+    download_iam(a.out, credentials=a.credentials, base_url=a.base_url, parts=a.parts,
+                 progress=not a.quiet)
+    return 0
+
+
+def _data_iam_prepare(a: argparse.Namespace) -> int:
+    from htr_tf.data.iam import prepare_iam
+
+    manifest = prepare_iam(a.iam, a.out, per_shard=a.per_shard, unknown=a.unknown,
+                           include_err=not a.skip_err, progress=not a.quiet)
+    _print_manifest(manifest)
+    return 0
+
+
+def _data_synth(a: argparse.Namespace) -> int:
+    from htr_tf.data.synth import synthesize
+
+    synthesize(a.out, pages=a.pages, seed=a.seed, fonts_dir=a.fonts, text=a.text,
+               workers=a.workers, progress=not a.quiet)
+    return 0
+
+
+def _data_gw_prepare(a: argparse.Namespace) -> int:
+    from htr_tf.data.gw import prepare_gw
+
+    manifest = prepare_gw(a.gw, a.out, train_pages=a.train_pages, val_pages=a.val_pages,
+                          test_pages=a.test_pages, progress=not a.quiet)
+    _print_manifest(manifest)
+    return 0
+
+
+def _print_manifest(m: dict) -> None:
+    for kind in ("lines", "forms"):
+        for split, e in sorted(m.get(kind, {}).items()):
+            print(f"{kind:6s} {split:16s} {e['count']:7d}")
+    for reason, n in m.get("skipped", {}).items():
+        print(f"skipped {n:6d}  {reason}")
+    if m.get("unknown_chars"):
+        print("characters outside the charset:", " ".join(f"{c!r}x{n}" for c, n in m["unknown_chars"].items()))
+
+
+def _parse_pages(s: str) -> list[str]:
+    out: list[str] = []
+    for part in s.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-")
+            out += [str(i) for i in range(int(a), int(b) + 1)]
+        elif part:
+            out.append(part)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="get and convert data: IAM, synthetic IAM-format forms, GW")
+    ds = p.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    q = ds.add_parser("iam-download", help="download the IAM database with your IAM account")
+    q.add_argument("--credentials", help="JSON file with username and password "
+                   "(else IAM_USERNAME / IAM_PASSWORD from the environment)")
+    q.add_argument("--out", required=True, help="IAM directory to create or resume")
+    q.add_argument("--base-url", default=None, help="server root (default: the IAM server)")
+    q.add_argument("--parts", nargs="*", default=None, help="only these parts (default: all)")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_data_iam_download)
+
+    q = ds.add_parser("iam-prepare", help="IAM directory -> form and line TFRecords")
+    q.add_argument("--iam", required=True, help="IAM directory (iam-download's or synth's layout)")
+    q.add_argument("--out", required=True, help="record set directory to write")
+    q.add_argument("--per-shard", type=int, default=2000)
+    q.add_argument("--unknown", choices=["error", "drop", "replace", "skip"], default="skip",
+                   help="a line with characters outside the charset: skip it (counted), or "
+                        "drop/replace the characters")
+    q.add_argument("--skip-err", action="store_true", help="leave out lines whose segmentation is 'err'")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_data_iam_prepare)
+
+    q = ds.add_parser("synth", help="write synthetic handwritten forms in IAM's on-disk layout")
+    q.add_argument("--pages", type=int, required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--fonts", default=None, help="directory of .ttf/.otf fonts (default: bundled)")
+    q.add_argument("--text", default=None, help="text file or brown.zip for the content (default: bundled)")
+    q.add_argument("--workers", type=int, default=1)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_data_synth)
+
+    q = ds.add_parser("gw-prepare", help="George Washington pages -> page and line TFRecords")
+    q.add_argument("--gw", required=True, help="directory with images/, locations/, transcription.txt")
+    q.add_argument("--out", required=True)
+    q.add_argument("--train-pages", type=_parse_pages, default=_parse_pages("270-277"))
+    q.add_argument("--val-pages", type=_parse_pages, default=_parse_pages("278-279"))
+    q.add_argument("--test-pages", type=_parse_pages, default=[])
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_data_gw_prepare)
+
+
