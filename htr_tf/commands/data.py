@@ -7,8 +7,10 @@ import argparse
 def _data_iam_download(a: argparse.Namespace) -> int:
     from htr_tf.data.iam_download import download_iam
 
-    download_iam(a.out, credentials=a.credentials, base_url=a.base_url, parts=a.parts,
-                 progress=not a.quiet)
+    done = download_iam(a.out, credentials=a.credentials, base_url=a.base_url, parts=a.parts,
+                        progress=not a.quiet, auth=a.auth)
+    for part, status in done.items():
+        print(f"{part:10s} {status}")
     return 0
 
 
@@ -70,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="IAM directory to create or resume")
     q.add_argument("--base-url", default=None, help="server root (default: the IAM server)")
     q.add_argument("--parts", nargs="*", default=None, help="only these parts (default: all)")
+    q.add_argument("--auth", choices=["form", "basic"], default="form",
+                   help="form: the current IAM site's login form (default); basic: HTTP basic "
+                        "auth of the original server and its mirrors")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_iam_download)
 
