@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise for CLI users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from htr_tf.errors import HTRError
 
     parser = build_parser()
