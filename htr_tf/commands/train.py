@@ -1,0 +1,67 @@
+"""`htr train`: train models with keras.fit (``recognizer`` for now)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _train_recognizer(a: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from htr_tf.errors import ConfigError
+    from htr_tf.train.recognizer import DataSpec, TrainConfig, train_recognizer
+
+    config = TrainConfig.load(a.config) if a.config else TrainConfig()
+    changes: dict = {}
+    if a.data:
+        changes["data"] = tuple(DataSpec.parse(d) for d in a.data)
+    if a.validation:
+        changes["validation"] = DataSpec.parse(a.validation, default_split="validation")
+    for name in ("epochs", "steps_per_epoch", "batch_size", "seed", "learning_rate"):
+        value = getattr(a, name)
+        if value is not None:
+            changes[name] = value
+    if a.no_augment:
+        changes["augment"] = False
+    if changes:
+        try:
+            config = TrainConfig.from_dict({**config.to_dict(), **changes})
+        except ConfigError as e:
+            raise ConfigError(f"command-line overrides: {e}") from None
+    if not a.out:
+        raise ConfigError("--out DIR is required (the run's output and resume directory)")
+    result = train_recognizer(config, a.out, distribute=a.distribute, mixed_precision=a.mixed_precision,
+                              init=a.init, verbose=0 if a.quiet else 1)
+    last = result.history[-1] if result.history else {}
+    summary = ", ".join(f"{k} {last[k]:.4f}" for k in ("loss", "val_cer", "val_wer") if k in last)
+    print(f"done: {len(result.history)} epoch(s) recorded{'; ' + summary if summary else ''}; "
+          f"best bundle: {result.best or '-'}; last bundle: {result.last or '-'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (recognizer, paragraph, lines) with keras.fit")
+    ts = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+
+    q = ts.add_parser(
+        "recognizer", help="train the CNN-BiLSTM-CTC line recogniser",
+        description="Train the line recogniser. Re-running the same command with the same --out "
+                    "resumes from the last finished epoch.")
+    q.add_argument("--config", help="training recipe (YAML/JSON), e.g. training/recognizer.yaml")
+    q.add_argument("--data", nargs="+", metavar="RECORDS[:SPLIT[:WEIGHT]]",
+                   help="training record sets, replacing the config's `data` (split defaults to train)")
+    q.add_argument("--validation", metavar="RECORDS[:SPLIT]",
+                   help="validation record set (split defaults to validation)")
+    q.add_argument("--out", required=True, help="output directory (bundles, history, logs, backup)")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--steps-per-epoch", type=int)
+    q.add_argument("--batch-size", type=int, help="global batch size (summed over replicas)")
+    q.add_argument("--learning-rate", type=float)
+    q.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    q.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
+                   help="mirrored: local GPUs; multiworker: the machines in TF_CONFIG")
+    q.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (softmax stays float32)")
+    q.add_argument("--init", metavar="MODEL", help="fine-tune from this recognizer bundle")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=_train_recognizer)
