@@ -71,3 +71,21 @@ def gw_dir() -> Path:
     if not (GW_DIR / "transcription.txt").exists():
         pytest.skip("../shared/data/gw is not present")
     return GW_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_recognizer_dir(tmp_path_factory) -> Path:
+    """An untrained tiny recognizer bundle (height 32, the default charset), saved once."""
+    import keras
+
+    from htr_tf.charset import Charset
+    from htr_tf.geometry import LineGeometry
+    from htr_tf.models.recognizer import Recognizer, RecognizerConfig, build_recognizer
+
+    keras.utils.set_random_seed(0)
+    config, charset = RecognizerConfig.tiny(), Charset()
+    geometry = LineGeometry(height=32, max_width=1024, min_width=16, width_multiple=8)
+    model = build_recognizer(config, charset.num_classes, geometry.height)
+    path = tmp_path_factory.mktemp("models") / "tiny-recognizer"
+    Recognizer(model, config, charset, geometry, {"name": "tiny-untrained"}).save(path)
+    return path

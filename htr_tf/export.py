@@ -1,0 +1,274 @@
+"""SavedModel export of the recogniser with named serving signatures.
+
+One export serves every client kind (as TF Model Garden's ``export_base`` does): all
+preprocessing and greedy decoding run inside the graph, and the charset and geometry
+travel inside the model, so a client never configures them a second time.
+
+Signatures (inputs -> outputs):
+
+``recognize`` (also ``serving_default``)
+    ``images``: uint8 ``[B, H, W]`` line images already resized to ``geometry.height``
+    (:func:`htr_tf.geometry.resize_line`) and right-padded with 255 (paper);
+    ``widths``: int32 ``[B]`` their true widths.
+``recognize_bytes``
+    ``images``: string ``[B]`` encoded PNG/JPEG/GIF/BMP line images of any size and colour
+    (decoded, made gray, resized and padded in the graph; TIFF is not decodable in-graph).
+both return
+    ``log_probs`` float32 ``[B, T, C]`` (blank = 0), ``lengths`` int32 ``[B]``, ``text``
+    string ``[B]`` (greedy: argmax, merge repeats, drop blanks), ``confidence`` float32 ``[B]``
+    (mean over characters of each character's highest probability, as
+    :class:`htr_tf.decode.GreedyDecoder` computes it).
+``metadata``
+    no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info).
+
+The same JSON is the asset ``assets/htr.json``.  The export is written into a temporary
+directory beside ``out_dir`` and renamed into place.
+
+>>> exp = export_recognizer(recognizer, "exports/recognizer/1")          # doctest: +SKIP
+>>> rec = load_exported("exports/recognizer/1")                          # doctest: +SKIP
+>>> rec.recognize_lines([line_image])["text"]                            # doctest: +SKIP
+['the quick brown fox']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from htr_tf.charset import Charset
+from htr_tf.errors import DataError, ModelError
+from htr_tf.geometry import LineGeometry
+
+if TYPE_CHECKING:
+    from htr_tf.models.recognizer import Recognizer
+
+__all__ = ["META_ASSET", "SIGNATURES", "export_recognizer", "load_exported", "ExportedRecognizer"]
+
+META_ASSET = "htr.json"
+SIGNATURES = ("serving_default", "recognize", "recognize_bytes", "metadata")
+_OUTPUTS = ("log_probs", "lengths", "text", "confidence")
+
+
+def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
+    """The ``tf.Module`` holding the model, the asset and the signature functions."""
+    import tensorflow as tf
+
+    from htr_tf.decode.ctc import tf_greedy_decode
+    from htr_tf.geometry import tf_normalize, tf_resize_line
+
+    geometry = recognizer.geometry
+    chars = recognizer.charset.chars
+    H, multiple, max_w = geometry.height, geometry.width_multiple, geometry.max_width
+
+    class RecognizerModule(tf.Module):
+        def __init__(self) -> None:
+            super().__init__(name="htr_recognizer")
+            self.model = recognizer.model
+            self.htr_json = tf.saved_model.Asset(str(asset_file))
+
+        def _run(self, images, widths):
+            """uint8 ``[B, H, W]`` paper-padded images and widths -> the four outputs."""
+            W = tf.shape(images)[2]
+            widths = tf.clip_by_value(tf.cast(widths, tf.int32), 0, W)
+            Wp = (W + multiple - 1) // multiple * multiple
+            images = tf.pad(images, [[0, 0], [0, 0], [0, Wp - W]], constant_values=255)
+            x = tf_normalize(images)
+            cols = tf.range(Wp)[None, None, :] < widths[:, None, None]
+            x = tf.where(cols, x, 0.0)[..., None]                  # beyond the width: blank paper
+            out = self.model({"image": x, "width": widths}, training=False)
+            log_probs = tf.cast(out["log_probs"], tf.float32)
+            lengths = tf.cast(out["lengths"], tf.int32)
+            text, confidence = tf_greedy_decode(log_probs, lengths, chars)
+            return {"log_probs": log_probs, "lengths": lengths, "text": text, "confidence": confidence}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, H, None], tf.uint8, name="images"),
+                                      tf.TensorSpec([None], tf.int32, name="widths")])
+        def recognize(self, images, widths):
+            return self._run(images, widths)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        def recognize_bytes(self, images):
+            def one(data):
+                img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+                gray, width = tf_resize_line(_tf_to_gray(img), geometry)
+                gray = tf.pad(gray[:, :, 0], [[0, 0], [0, max_w - width]], constant_values=255)
+                return gray, width
+
+            padded, widths = tf.map_fn(
+                one, images, fn_output_signature=(tf.TensorSpec([H, max_w], tf.uint8),
+                                                  tf.TensorSpec([], tf.int32)))
+            W = tf.maximum(tf.reduce_max(tf.concat([widths, [1]], 0)), 1)
+            return self._run(padded[:, :, :W], widths)
+
+        @tf.function(input_signature=[])
+        def metadata(self):
+            return {"json": tf.constant(meta_json)}
+
+    return RecognizerModule()
+
+
+def _tf_to_gray(img):
+    """Decoded ``[h, w, c]`` uint8 (gray, gray+alpha, RGB, RGBA) to gray ``[h, w, 1]`` uint8.
+
+    Transparent pixels become white paper and colour uses the BT.601 weights, as
+    :func:`htr_tf.fileio.to_gray_uint8` does with OpenCV.
+    """
+    import tensorflow as tf
+
+    f = tf.cast(img, tf.float32)
+
+    def over_white(color, alpha):
+        a = alpha / 255.0
+        return tf.round(color * a + 255.0 * (1.0 - a))
+
+    branches = [
+        lambda: f[:, :, :1],
+        lambda: over_white(f[:, :, :1], f[:, :, 1:2]),
+        lambda: tf.image.rgb_to_grayscale(f[:, :, :3]),
+        lambda: tf.image.rgb_to_grayscale(over_white(f[:, :, :3], f[:, :, 3:4])),
+    ]
+    gray = tf.switch_case(tf.clip_by_value(tf.shape(img)[2] - 1, 0, 3), branches)
+    return tf.cast(tf.clip_by_value(tf.round(gray), 0, 255), tf.uint8)
+
+
+def export_recognizer(recognizer: "Recognizer", out_dir: str | os.PathLike) -> Path:
+    """Export ``recognizer`` as a SavedModel in ``out_dir`` (replaced atomically); returns it."""
+    import tensorflow as tf
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta_json = json.dumps(recognizer.metadata(), indent=2, ensure_ascii=False)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="htr-export-") as staging:
+        asset_file = Path(staging) / META_ASSET
+        asset_file.write_text(meta_json, encoding="utf-8")
+        module = _build_module(recognizer, meta_json, asset_file)
+        signatures = {
+            "serving_default": module.recognize.get_concrete_function(),
+            "recognize": module.recognize.get_concrete_function(),
+            "recognize_bytes": module.recognize_bytes.get_concrete_function(),
+            "metadata": module.metadata.get_concrete_function(),
+        }
+        try:
+            tf.saved_model.save(module, str(tmp), signatures=signatures)
+            old = None
+            if out.exists():
+                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(out, old)
+            os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# -- loading -------------------------------------------------------------------------------------
+class ExportedRecognizer:
+    """A loaded recogniser export: its metadata and its signatures, with checked helpers."""
+
+    def __init__(self, path: Path, loaded: Any, metadata: dict[str, Any]):
+        self.path = path
+        self.loaded = loaded
+        self.signatures = dict(loaded.signatures)
+        self.metadata = metadata
+        try:
+            self.charset = Charset.from_dict(metadata["charset"])
+            self.geometry = LineGeometry.from_dict(metadata["geometry"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}: bad metadata in the export: {e}") from None
+
+    @staticmethod
+    def _numpy(out: dict) -> dict[str, Any]:
+        res = {k: out[k].numpy() for k in _OUTPUTS}
+        res["text"] = [t.decode("utf-8") for t in res["text"]]
+        return res
+
+    def recognize(self, images: np.ndarray, widths: Sequence[int] | np.ndarray | None = None) -> dict[str, Any]:
+        """Run ``recognize`` on uint8 ``[B, height, W]`` paper-padded images (widths default to ``W``)."""
+        import tensorflow as tf
+
+        images = np.asarray(images)
+        H = self.geometry.height
+        if images.dtype != np.uint8:
+            raise DataError(f"images must be uint8 gray (0-255), got {images.dtype}")
+        if images.ndim != 3 or images.shape[1] != H:
+            raise DataError(f"images must be [batch, {H}, width] (resized to the model's height {H}), "
+                            f"got shape {list(images.shape)}")
+        if widths is None:
+            widths = np.full(images.shape[0], images.shape[2], np.int32)
+        widths = np.asarray(widths)
+        if widths.ndim != 1 or widths.shape[0] != images.shape[0] or not np.issubdtype(widths.dtype, np.integer):
+            raise DataError(f"widths must be {images.shape[0]} integers, got {widths.dtype} {list(widths.shape)}")
+        if widths.size and (widths.min() < 1 or widths.max() > images.shape[2]):
+            raise DataError(f"widths must be in 1..{images.shape[2]} (the padded width)")
+        if images.shape[0] == 0:
+            return self._empty()
+        out = self.signatures["recognize"](images=tf.constant(images), widths=tf.constant(widths, tf.int32))
+        return self._numpy(out)
+
+    def recognize_bytes(self, images: Sequence[bytes]) -> dict[str, Any]:
+        """Run ``recognize_bytes`` on encoded images (PNG, JPEG, GIF, BMP)."""
+        import tensorflow as tf
+
+        if isinstance(images, (bytes, str)) or not all(isinstance(b, bytes) for b in images):
+            raise DataError("images must be a list of encoded image bytes")
+        if not images:
+            return self._empty()
+        try:
+            out = self.signatures["recognize_bytes"](images=tf.constant(list(images), tf.string))
+        except tf.errors.InvalidArgumentError as e:
+            raise DataError(f"an image could not be decoded in the graph: {e.message.splitlines()[0]}") from None
+        return self._numpy(out)
+
+    def recognize_lines(self, crops: Sequence[np.ndarray]) -> dict[str, Any]:
+        """Resize 2-D uint8 line crops with the numpy path, pad with paper and run ``recognize``."""
+        from htr_tf.geometry import resize_line
+
+        resized = [resize_line(np.asarray(c), self.geometry) for c in crops]
+        if not resized:
+            return self._empty()
+        widths = np.array([r.shape[1] for r in resized], np.int32)
+        batch = np.full((len(resized), self.geometry.height, int(widths.max())), 255, np.uint8)
+        for i, r in enumerate(resized):
+            batch[i, :, : r.shape[1]] = r
+        return self.recognize(batch, widths)
+
+    def _empty(self) -> dict[str, Any]:
+        C = self.charset.num_classes
+        return {"log_probs": np.zeros((0, 0, C), np.float32), "lengths": np.zeros(0, np.int32),
+                "text": [], "confidence": np.zeros(0, np.float32)}
+
+
+def load_exported(path: str | os.PathLike) -> ExportedRecognizer:
+    """Load a recogniser SavedModel; :class:`ModelError` when missing, corrupt or not a recogniser."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not (path / "saved_model.pb").exists():
+        raise ModelError(f"{path}: not a SavedModel (no saved_model.pb); export one with "
+                         f"`htr export recognizer --model M --out DIR`")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as e:  # TF raises many types for a corrupt SavedModel
+        raise ModelError(f"{path}: cannot load the SavedModel: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    missing = [s for s in SIGNATURES if s not in loaded.signatures]
+    if missing:
+        raise ModelError(f"{path}: not a recogniser export (missing signatures {missing})")
+    try:
+        meta = json.loads(loaded.signatures["metadata"]()["json"].numpy().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError) as e:
+        raise ModelError(f"{path}: corrupt metadata in the export: {e}") from None
+    if not isinstance(meta, dict) or meta.get("kind") != "recognizer":
+        raise ModelError(f"{path}: export kind is {meta.get('kind') if isinstance(meta, dict) else None!r}, "
+                         f"expected 'recognizer'")
+    return ExportedRecognizer(path, loaded, meta)

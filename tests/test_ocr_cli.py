@@ -1,0 +1,120 @@
+"""`htr ocr --level line`, `htr evaluate recognizer` and `htr export recognizer` through `htr_tf.cli.main`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import render_text_line
+from htr_tf.cli import main
+from htr_tf.fileio import write_png
+
+
+@pytest.fixture(scope="module")
+def line_images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lines")
+    paths = []
+    for i, text in enumerate(["hello world", "Sir, it's 1755", "of"]):
+        p = d / f"line{i}.png"
+        write_png(p, render_text_line(text, height=40 + 8 * i, seed=i))
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def expected_texts(tiny_recognizer_dir, line_images):
+    from htr_tf.evaluate import recognize_lines
+    from htr_tf.fileio import read_image
+    from htr_tf.models.recognizer import Recognizer
+
+    rec = Recognizer.load(tiny_recognizer_dir)
+    return [d.text for d in recognize_lines(rec, [read_image(p) for p in line_images])]
+
+
+def test_ocr_line_text(tiny_recognizer_dir, line_images, expected_texts, capsys):
+    rc = main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir), *line_images])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.split("\n")[:-1] == expected_texts  # one line per image, in order
+
+
+def test_ocr_line_json_and_beam(tiny_recognizer_dir, line_images, capsys):
+    rc = main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir), "--format", "json",
+               "--decoder", "beam", "--beam-width", "4", *line_images])
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert rc == 0 and len(lines) == 3
+    for path, line in zip(line_images, lines):
+        r = json.loads(line)
+        assert r["image"] == path and r["decoder"] == "beam"
+        assert 0.0 <= r["confidence"] <= 1.0
+        assert len(r["char_confidences"]) == len(r["char_boxes"]) == len(r["text"])
+        x0, y0, x1, y1 = r["box"]
+        assert (x0, y0) == (0.0, 0.0) and x1 > 0 and y1 > 0
+        assert all(x0 <= b[0] <= b[2] <= x1 for b in r["char_boxes"])
+        assert " ".join(w["text"] for w in r["words"]) == " ".join(r["text"].split())
+
+
+def test_ocr_bad_image_is_reported_and_others_still_run(tiny_recognizer_dir, line_images,
+                                                         expected_texts, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    rc = main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir),
+               line_images[0], str(bad), str(tmp_path / "missing.jpg"), line_images[1]])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert cap.out.split("\n")[:-1] == expected_texts[:2]
+    errors = cap.err.strip().split("\n")
+    assert any("broken.png" in e and "not a readable image" in e for e in errors)
+    assert any("missing.jpg" in e and "no such file" in e for e in errors)
+    assert "2 of 4 image(s) could not be read" in cap.err
+
+
+def test_ocr_page_level_is_not_built_yet(line_images, capsys):
+    assert main(["ocr", line_images[0]]) == 2
+    assert "not built yet" in capsys.readouterr().err
+
+
+def test_ocr_model_errors(tmp_path, line_images, monkeypatch, capsys):
+    import htr_tf.commands.ocr as ocr
+
+    monkeypatch.setattr(ocr, "default_model_path", lambda kind: tmp_path / "no-bundled-model")
+    assert main(["ocr", "--level", "line", line_images[0]]) == 1
+    err = capsys.readouterr().err
+    assert "no bundled recognizer model" in err and "--model" in err and "Traceback" not in err
+    assert main(["ocr", "--level", "line", "--model", str(tmp_path / "nope"), line_images[0]]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert main(["ocr", "--level", "line", "--model", str(tmp_path), "--decoder", "viterbi",
+                 line_images[0]]) == 1
+
+
+def test_evaluate_cli(tiny_recognizer_dir, tiny_line_records, tmp_path, capsys):
+    report = tmp_path / "out" / "report.json"
+    rc = main(["evaluate", "recognizer", "--model", str(tiny_recognizer_dir), "--data", str(tiny_line_records),
+               "--report", str(report), "--limit", "5", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "CER " in out and "WER " in out and "5 lines" in out
+    data = json.loads(report.read_text())
+    assert data["num_lines"] == 5 and len(data["lines"]) == 5
+    assert {"id", "ref", "hyp", "cer", "wer", "confidence"} <= set(data["lines"][0])
+    assert f"CER {100 * data['cer']:.2f}%" in out
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.json"]  # written atomically
+
+    rc = main(["evaluate", "recognizer", "--model", str(tiny_recognizer_dir), "--data", str(tiny_line_records),
+               "--decoder", "nope", "--quiet"])
+    assert rc == 1 and "valid choices: greedy, beam" in capsys.readouterr().err
+    rc = main(["evaluate", "recognizer", "--model", str(tiny_recognizer_dir), "--data", str(tmp_path),
+               "--quiet"])
+    assert rc == 1 and "not a record set" in capsys.readouterr().err
+
+
+def test_export_cli(tiny_recognizer_dir, tmp_path, capsys):
+    from htr_tf.export import load_exported
+
+    out = tmp_path / "serving" / "recognizer" / "1"
+    assert main(["export", "recognizer", "--model", str(tiny_recognizer_dir), "--out", str(out)]) == 0
+    assert "recognize_bytes" in capsys.readouterr().out
+    assert load_exported(out).geometry.height == 32
+    assert main(["export", "recognizer", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 1
+    assert "Traceback" not in capsys.readouterr().err
