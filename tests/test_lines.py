@@ -230,8 +230,17 @@ def test_cli_parsers_evaluate_and_export(tiny_lines, form_records, tmp_path, cap
     for name, add in (("train", add_train_parsers), ("evaluate", add_evaluate_parsers),
                       ("export", add_export_parsers)):
         add(sub.add_parser(name).add_subparsers(dest=f"{name}_command", required=True))
-    a = parser.parse_args(["train", "lines", "--data", "R:train:0.5", "--out", "o", "--epochs", "3"])
+    a = parser.parse_args(["train", "lines", "--data", "R:train:0.5", "--out", "o", "--epochs", "3",
+                           "--set", "model.input_width=256", "crop_height=64"])
     assert a.data == ["R:train:0.5"] and a.epochs == 3 and callable(a.func)
+    from htr_tf.commands.layout_args import _set_dotted
+
+    d = {"model": {"input_width": 384}, "crop_height": 384}
+    for item in a.set:
+        _set_dotted(d, item)
+    assert d == {"model": {"input_width": 256}, "crop_height": 64}
+    with pytest.raises(ConfigError, match="unknown key 'input_widht'"):
+        _set_dotted(d, "model.input_widht=3")
     tiny_lines.save(tmp_path / "lines")
     ParagraphModel.create(ParagraphConfig.tiny()).save(tmp_path / "par")
     a = parser.parse_args(["evaluate", "lines", "--model", str(tmp_path / "lines"), "--data", str(form_records),

@@ -67,15 +67,18 @@ def _train(kind: str):
             changes["data"] = list(a.data)
         if a.validation:
             changes["validation"] = list(a.validation)
-        for name in ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed"):
+        for name in ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "warmup_steps", "seed"):
             value = getattr(a, name)
             if value is not None:
                 changes[name] = value
         if a.no_augment:
             changes["augment"] = False
-        if changes:
+        if changes or a.set:
+            d = {**config.to_dict(), **changes}
+            for item in a.set or ():
+                _set_dotted(d, item)
             try:
-                config = cls.from_dict({**config.to_dict(), **changes})
+                config = cls.from_dict(d)
             except ConfigError as e:
                 raise ConfigError(f"command-line overrides: {e}") from None
         fn = train_paragraph if kind == "paragraph" else train_lines
@@ -87,6 +90,30 @@ def _train(kind: str):
         return 0
 
     return run
+
+
+def _set_dotted(d: dict, item: str) -> None:
+    """Apply one ``KEY.SUBKEY=VALUE`` override (the value parsed as YAML) to a config dict."""
+    import yaml
+
+    from htr_tf.errors import ConfigError
+
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.input_width=384")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: cannot parse the value: {e}") from None
+    parts = key.split(".")
+    node = d
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is not a section of the config")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ConfigError(f"--set {item!r}: unknown key {parts[-1]!r}; valid: {sorted(node)}")
+    node[parts[-1]] = value
 
 
 def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +138,10 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
         q.add_argument("--steps-per-epoch", type=int)
         q.add_argument("--batch-size", type=int)
         q.add_argument("--learning-rate", type=float)
+        q.add_argument("--warmup-steps", type=int)
+        q.add_argument("--set", nargs="+", metavar="KEY=VALUE",
+                       help="override any config field, dotted for sections (YAML values), e.g. "
+                            "model.input_width=384 cache_area_width=560")
         q.add_argument("--no-augment", action="store_true", help="switch augmentation off")
         q.add_argument("--init", metavar="MODEL", help=f"fine-tune from this {kind} bundle")
         q.add_argument("--seed", type=int)

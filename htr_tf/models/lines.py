@@ -12,6 +12,8 @@ components of the thresholded map are the lines.  Each component gives a box:
   being anti-aliased), and the line height ``= extent_y + t * (1 / band_fraction - 1)``
   around the component's centre (a skewed band is taller than ``t``; the growth is added
   to its extent, so slightly skewed lines get their whole axis-aligned box);
+* components much thinner than the page's median (slivers of lines cut by the crop's
+  edge) are dropped;
 * pieces of one line split at a word gap merge: bands overlapping vertically by at least
   ``merge_overlap`` of the thinner and at most ``merge_gap`` line heights apart.
 
@@ -73,6 +75,9 @@ class LineDetectorConfig(Config):
     #: Smallest component kept, in map cells (width and area).
     min_width: int = 3
     min_area: int = 6
+    #: Components thinner than this times the page's median component thickness are dropped
+    #: (slivers of lines cut by the crop's edge, specks); 0 keeps them.
+    min_thickness_ratio: float = 0.5
     merge_overlap: float = 0.5
     merge_gap: float = 2.0
     #: Added around the area on every side before cropping, as a fraction of the area's width.
@@ -97,6 +102,8 @@ class LineDetectorConfig(Config):
         if self.min_width < 1 or self.min_area < 1 or self.merge_gap < 0 or not 0 < self.merge_overlap <= 1:
             raise ConfigError("LineDetectorConfig: min_width, min_area >= 1, merge_gap >= 0 and "
                               "merge_overlap in (0, 1] are required")
+        if not 0.0 <= float(self.min_thickness_ratio) <= 1.0:
+            raise ConfigError("LineDetectorConfig: min_thickness_ratio must be in [0, 1]")
         if not 0.0 <= float(self.region_margin) < 1.0:
             raise ConfigError("LineDetectorConfig: region_margin must be in [0, 1)")
 
@@ -188,6 +195,10 @@ def line_boxes_from_mask(prob: np.ndarray, config: LineDetectorConfig) -> tuple[
     mass = np.bincount(labels.ravel(), weights=p.ravel(), minlength=n)[1:].astype(np.float32)
     left, top, width, height, area = (stats[1:, i].astype(np.float32) for i in range(5))
     keep = (width >= config.min_width) & (area >= config.min_area)
+    if keep.any() and config.min_thickness_ratio > 0:
+        t = mass / width
+        median = np.sort(t[keep])[int(keep.sum()) // 2]
+        keep &= t >= config.min_thickness_ratio * median
     if not keep.any():
         return empty
     left, top, width, height, area, mass = (a[keep] for a in (left, top, width, height, area, mass))
@@ -240,6 +251,11 @@ def tf_line_boxes_from_mask(prob, config: LineDetectorConfig):
     mass = tf.math.unsorted_segment_sum(pv, seg, n)
     width = right - left
     keep = tf.logical_and(width >= config.min_width, area >= config.min_area)
+    if config.min_thickness_ratio > 0:
+        t = mass / width
+        kept = tf.sort(tf.boolean_mask(t, keep))
+        median = tf.gather(tf.concat([kept, [0.0]], 0), tf.size(kept) // 2)
+        keep = tf.logical_and(keep, t >= config.min_thickness_ratio * median)
     left, right, top, bottom, width, area, mass = (tf.boolean_mask(a, keep) for a in
                                                    (left, right, top, bottom, width, area, mass))
     grow = 1.0 / config.band_fraction - 1.0

@@ -506,7 +506,8 @@ def _train(kind: str, config: _LayoutTrainConfig, out: str | os.PathLike, *, bui
         try:
             net.set_weights(init.model.get_weights())
         except ValueError as e:
-            raise ConfigError(f"--init: weights do not fit the model: {e}") from None
+            raise ConfigError(f"--init: the bundle's weights do not fit `model` of the config (the "
+                              f"networks must match): {e}") from None
     net.compile(optimizer=_optimizer(config, config.steps_per_epoch * config.epochs),
                 loss={"mask": keras.losses.BinaryCrossentropy()}, jit_compile=False)
     export_net = build()
@@ -574,11 +575,15 @@ def _lines_eval(det: LineDetector, pages: list[LayoutPage]) -> dict[str, float]:
 
 def train_paragraph(config: ParagraphTrainConfig, out: str | os.PathLike, *, init: str | os.PathLike | None = None,
                     callbacks: Sequence[Any] = (), verbose: int = 1) -> LayoutTrainResult:
-    """Train (or resume: same ``out``) the handwritten-area model; ``init`` fine-tunes a bundle."""
+    """Train (or resume: same ``out``) the handwritten-area model.
+
+    ``init``: start from this bundle's weights (its network must match ``config.model.fcn``;
+    input size and post-processing come from ``config.model``).
+    """
     from htr_tf.models.paragraph import build_paragraph_model
 
     init_bundle = ParagraphModel.load(init) if init else None
-    mc = init_bundle.config if init_bundle else config.model
+    mc = config.model
     return _train(
         "paragraph", config, out, build=lambda: build_paragraph_model(mc),
         wrap=lambda net, info: ParagraphModel(net, mc, info),
@@ -589,11 +594,16 @@ def train_paragraph(config: ParagraphTrainConfig, out: str | os.PathLike, *, ini
 
 def train_lines(config: LinesTrainConfig, out: str | os.PathLike, *, init: str | os.PathLike | None = None,
                 callbacks: Sequence[Any] = (), verbose: int = 1) -> LayoutTrainResult:
-    """Train (or resume: same ``out``) the line detector; ``init`` fine-tunes a bundle."""
+    """Train (or resume: same ``out``) the line detector.
+
+    ``init``: start from this bundle's weights (its network must match ``config.model.fcn``;
+    the input width and post-processing come from ``config.model``: a fully convolutional
+    net can be fine-tuned at another resolution).
+    """
     from htr_tf.models.lines import build_line_detector
 
     init_bundle = LineDetector.load(init) if init else None
-    mc = init_bundle.config if init_bundle else config.model
+    mc = config.model
 
     def scale_of(ex: dict, h: int, w: int) -> float:
         b = np.asarray(ex["paragraph_box"], np.float32)
