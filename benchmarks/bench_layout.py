@@ -40,10 +40,12 @@ def _pages(args: argparse.Namespace) -> list[tuple[np.ndarray, dict | None]]:
             if len(out) >= args.pages:
                 break
         return out
-    from htr_tf.data.synth import _tasks, load_fonts, render_form
+    from htr_tf.data.synth import PageTask, load_fonts, render_form
     from htr_tf.data.text import load_sentences
 
-    tasks = _tasks(args.pages, 7, load_sentences(None), tuple(load_fonts(None)), 1.0, 2, 0)
+    sentences, fonts = load_sentences(None), tuple(load_fonts(None))
+    tasks = [PageTask(index=i, seed=7, writer=i, sentences=tuple(sentences[10 * i: 10 * i + 6]), fonts=fonts)
+             for i in range(args.pages)]
     return [(render_form(t)[1], None) for t in tasks]
 
 
@@ -69,7 +71,6 @@ def main() -> int:
     from htr_tf.commands.layout_args import load_layout_model
     from htr_tf.geometry import box_iou
     from htr_tf.layout_eval import precision_recall
-    from htr_tf.models.lines import line_boxes_from_mask
 
     par = load_layout_model("paragraph", args.paragraph)
     lin = load_layout_model("lines", args.lines)
@@ -102,7 +103,6 @@ def main() -> int:
             for k, (a, b) in zip(stages, zip(t[:-1], t[1:])):
                 stages[k].append(1000 * (b - a))
             stages["total"].append(1000 * (t[-1] - t[0]))
-    del line_boxes_from_mask
     result = {
         "benchmark": "layout", "pages": len(pages), "timed_passes": max(args.repeats - 1, 0),
         "page_size": list(pages[0][0].shape) if pages else None,

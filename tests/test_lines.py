@@ -14,9 +14,14 @@ from htr_tf.layout_eval import (average_precision, coco_map, line_metrics, match
 from htr_tf.models.layout_common import FCNConfig, soft_box_mask
 from htr_tf.models.lines import (LineDetector, LineDetectorConfig, crop_box, export_lines,
                                  line_boxes_from_mask, tf_connected_components, tf_line_boxes_from_mask)
-from test_paragraph import draw_form, form_records, ink_model  # noqa: F401  (form_records: a fixture)
+from test_paragraph import draw_form, ink_model, make_form_records
 
 tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def form_records(tmp_path_factory):
+    return make_form_records(tmp_path_factory.mktemp("forms") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +261,59 @@ def test_cli_parsers_evaluate_and_export(tiny_lines, form_records, tmp_path, cap
     assert a.func(a) == 0 and "mean_iou" in capsys.readouterr().out
     a = parser.parse_args(["export", "paragraph", "--model", str(tmp_path / "par"), "--out", str(tmp_path / "x")])
     assert a.func(a) == 0 and (tmp_path / "x" / "saved_model.pb").exists()
+
+
+# -- the bundled models ----------------------------------------------------------------------------------
+def _bundled(kind: str):
+    from htr_tf.commands.layout_args import default_layout_model_path
+
+    path = default_layout_model_path(kind)
+    if not (path / "htr.json").exists():
+        pytest.skip(f"no bundled {kind} model")
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic_form():
+    """One synthetic IAM form at half resolution (the bundled fonts) with its line boxes."""
+    from htr_tf.data.synth import PageTask, load_fonts, render_form
+    from htr_tf.data.text import load_sentences
+
+    sentences = load_sentences(None)
+    form, page, _ = render_form(PageTask(index=3, seed=12345, writer=3, sentences=tuple(sentences[40:46]),
+                                         fonts=tuple(load_fonts(None)), scale=0.5))
+    lines = np.array([ln.box_xyxy() for ln in form.lines], np.float32)
+    return page, lines
+
+
+def test_bundled_models_find_the_lines_of_a_synthetic_form(synthetic_form):
+    from htr_tf.geometry import box_iou, union_box
+    from htr_tf.models.paragraph import ParagraphModel
+
+    page, lines = synthetic_form
+    par = ParagraphModel.load(_bundled("paragraph"))
+    det = LineDetector.load(_bundled("lines"))
+    assert par.info["evaluation"]["synthetic_test"]["mean_iou"] >= 0.95
+    area = par.predict(page)
+    assert box_iou(area, union_box(lines))[0, 0] > 0.85
+    boxes, scores = det.detect(page, area)
+    pr = precision_recall([(boxes, scores)], [lines], 0.5)
+    assert pr["recall"] >= 0.8 and pr["precision"] >= 0.8
+    assert (np.diff((boxes[:, 1] + boxes[:, 3]) / 2) > 0).all()          # reading order
+
+
+@pytest.mark.slow
+def test_bundled_savedmodels_match_keras(synthetic_form, tmp_path):
+    from htr_tf.models.paragraph import ParagraphModel, export_paragraph
+
+    page, _ = synthetic_form
+    par = ParagraphModel.load(_bundled("paragraph"))
+    det = LineDetector.load(_bundled("lines"))
+    sp = tf.saved_model.load(str(export_paragraph(par, tmp_path / "paragraph" / "1")))
+    sl = tf.saved_model.load(str(export_lines(det, tmp_path / "lines" / "1")))
+    area = sp.signatures["detect"](image=tf.constant(page))["box"].numpy()
+    np.testing.assert_allclose(area, par.predict(page), atol=4.0)
+    res = sl.signatures["detect"](image=tf.constant(page), region=tf.constant(area))
+    boxes, scores = det.detect(page, area)
+    assert res["boxes"].shape[0] == len(boxes)
+    np.testing.assert_allclose(res["boxes"].numpy(), boxes, atol=4.0)

@@ -54,6 +54,9 @@ def _evaluate_recognizer(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="CER/WER and layout metrics on a record set")
     es = p.add_subparsers(dest="evaluate_command", metavar="MODEL", required=True)
+    from htr_tf.commands.layout_args import add_evaluate_parsers
+
+    add_evaluate_parsers(es)  # paragraph, lines
 
     q = es.add_parser(
         "recognizer", help="pooled CER and WER of a line recogniser on a record set's lines",

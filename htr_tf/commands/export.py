@@ -19,6 +19,9 @@ def _export_recognizer(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export SavedModels and the TF Serving model repository")
     xs = p.add_subparsers(dest="export_command", metavar="MODEL", required=True)
+    from htr_tf.commands.layout_args import add_export_parsers
+
+    add_export_parsers(xs)  # paragraph, lines
 
     q = xs.add_parser(
         "recognizer", help="export a line recogniser bundle as a SavedModel",

@@ -42,6 +42,9 @@ def _train_recognizer(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (recognizer, paragraph, lines) with keras.fit")
     ts = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+    from htr_tf.commands.layout_args import add_train_parsers
+
+    add_train_parsers(ts)  # paragraph, lines
 
     q = ts.add_parser(
         "recognizer", help="train the CNN-BiLSTM-CTC line recogniser",

@@ -29,7 +29,8 @@ from htr_tf.fileio import atomic_write_text
 __all__ = ["FCNConfig", "build_fcn", "normalize_page", "area_resize", "tf_area_resize", "fit_size",
            "resize_fit", "tf_resize_fit",
            "soft_box_mask", "save_bundle", "read_bundle_meta", "load_keras_model", "check_page",
-           "save_module", "tf_max_filter", "tf_connected_components", "MODEL_FILE", "META_FILE", "BUNDLE_FORMAT_VERSION"]
+           "save_module", "tf_max_filter", "tf_connected_components", "MODEL_FILE", "META_FILE",
+           "BUNDLE_FORMAT_VERSION"]
 
 MODEL_FILE = "model.keras"
 META_FILE = "htr.json"
@@ -43,12 +44,12 @@ class FCNConfig(Config):
     """A small U-Net: encoder levels at strides 2, 4, 8, ... (one per ``filters`` entry).
 
     Level 0 is one plain strided 3x3 conv (its input has one channel; the finest level is
-    the costliest, so it stays thin); level ``i > 0`` is a strided depthwise-separable 3x3
-    conv then ``convs_per_level`` more, all with ``filters[i]`` channels.  The deepest level
-    adds one conv per ``context_dilations`` entry (dilated, for a wide receptive field).  The decoder upsamples (bilinear) back to
-    ``out_stride`` (1, 2, 4 ...) with nearest-neighbour upsampling, concatenating each
-    encoder level's features before a conv, and a 1x1 conv gives the probability map
-    (sigmoid, float32).
+    the costliest, so it stays thin); level ``i > 0`` is a strided 3x3 conv (depthwise-
+    separable when ``separable``) then ``convs_per_level`` more, all with ``filters[i]``
+    channels.  The deepest level adds one conv per ``context_dilations`` entry (dilated,
+    for a wide receptive field).  The decoder goes back to ``out_stride`` (1, 2, 4 ...) by
+    nearest-neighbour upsampling, concatenating each encoder level's features before a
+    conv, and a 1x1 conv gives the probability map (sigmoid, float32).
     """
 
     version: int = FCN_CONFIG_VERSION

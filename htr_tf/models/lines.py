@@ -64,7 +64,7 @@ class LineDetectorConfig(Config):
     """Architecture, input geometry and post-processing of the line detector."""
 
     version: int = CONFIG_VERSION
-    input_width: int = 384
+    input_width: int = 512
     #: Taller area crops are scaled down further so the input is at most this high.
     max_input_height: int = 2048
     fcn: FCNConfig = field(default_factory=lambda: FCNConfig(filters=(16, 24, 32, 48),

@@ -4,15 +4,17 @@ A small U-Net (:func:`~htr_tf.models.layout_common.build_fcn`) reads the page re
 ``input_height x input_width`` (aspect ratio kept, padded with paper right and bottom) and
 predicts, at ``fcn.out_stride``, the probability that a pixel lies inside a handwritten text
 line's box.  The area is the bounding box of that mask (after a morphological opening that
-removes specks, and without faint parts: see :func:`paragraph_box_from_mask`), with edges refined to a fraction of a map cell from the soft mask: the
-training targets are anti-aliased (:func:`~htr_tf.models.layout_common.soft_box_mask`), so
-a boundary cell's probability says where inside it the edge lies.
+removes specks, and without faint parts: see :func:`paragraph_box_from_mask`), each edge
+placed to a fraction of a map cell: the training targets are anti-aliased
+(:func:`~htr_tf.models.layout_common.soft_box_mask`), so a boundary cell's probability says
+where inside it the edge lies.
 
-Why a mask and not one regressed box (the original's ResNet34 + box regression): the
-per-pixel question "is this inside a handwritten line?" is local, so a net of ~40 K
-parameters answers it at CPU speed; the union of line boxes is exactly the area on forms
-(IAM's paragraph box is the union of its line boxes) and on pages that are not forms (a
-letter, GW pages: the whole written area); and the box comes out with sub-cell edges.
+Why a mask rather than one regressed box (the original's ResNet34 + box regression; not
+built here, so not measured against): "is this pixel inside a handwritten line?" is a local
+question that a ~40 K-parameter net answers at CPU speed; the union of the line boxes is
+exactly the area on forms (IAM's paragraph box is the union of its line boxes) and on pages
+that are not forms (a letter, GW pages: the whole written area); and the edges come out
+finer than a map cell.
 
 >>> area = ParagraphModel.load("htr_tf/assets/models/paragraph").predict(page)   # doctest: +SKIP
 >>> area.shape, area.dtype                                                        # doctest: +SKIP
@@ -59,7 +61,7 @@ class ParagraphConfig(Config):
     open_size: int = 3
     #: A connected part of the mask counts only if its highest probability reaches this
     #: (a faint blob, e.g. printed text the net is unsure about, does not stretch the box).
-    min_peak: float = 0.8
+    min_peak: float = 0.9
 
     def __post_init__(self) -> None:
         if isinstance(self.fcn, dict):

@@ -20,7 +20,7 @@ jitter, contrast, brightness, gamma, blur and noise.  This is why the trainer do
 :func:`htr_tf.data.pipelines.form_dataset`: it decodes the full page every step, has no
 area crops or rotation, and the line detector needs crops of the area, not the page.
 
-Validation runs the bundle's own inference (pre/post-processing included) on the
+Validation runs the bundle's own inference (pre/post-processing included) on the cached
 validation pages each epoch: ``val_mean_iou`` for the area, ``val_map`` (COCO AP@[.5:.95])
 plus recall/precision at IoU 0.5 for lines.
 """
@@ -49,8 +49,8 @@ from htr_tf.models.paragraph import ParagraphConfig, ParagraphModel
 from htr_tf.train.recognizer import DataSpec
 
 __all__ = ["PageAugmentConfig", "ParagraphTrainConfig", "LinesTrainConfig", "LayoutPage", "load_pages",
-           "paragraph_sample", "lines_sample", "band_boxes", "photometric", "layout_sequence", "train_paragraph", "train_lines",
-           "LayoutTrainResult"]
+           "paragraph_sample", "lines_sample", "band_boxes", "photometric", "layout_sequence",
+           "train_paragraph", "train_lines", "LayoutTrainResult"]
 
 TRAIN_CONFIG_VERSION = 1
 
@@ -183,7 +183,7 @@ class LinesTrainConfig(_LayoutTrainConfig):
     #: Height of the training windows cut from the resized area (a multiple of the stride).
     crop_height: int = 384
     #: Pages are cached at the scale where their handwritten area is this wide.
-    cache_area_width: int = 560
+    cache_area_width: int = 720
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -489,8 +489,8 @@ def _train(kind: str, config: _LayoutTrainConfig, out: str | os.PathLike, *, bui
 
     out = Path(out)
     if not config.data:
-        raise ConfigError(f"no training data: give form record sets with --data RECORDS[:SPLIT[:WEIGHT]] "
-                          f"or `data:` in the config")
+        raise ConfigError("no training data: give form record sets with --data RECORDS[:SPLIT[:WEIGHT]] "
+                          "or `data:` in the config")
     keras.utils.set_random_seed(config.seed)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "train_config.yaml")
