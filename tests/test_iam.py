@@ -83,14 +83,14 @@ def test_real_lines_and_words_rows(tmp_path):
     assert rows["d04-005-00"].tokens[0] == '"'
     w = tmp_path / "words.txt"
     # Real rows have no component count; the header's documented form has one: read both.
-    w.write_text(WORDS_HEADER + "\n".join(RAW_WORDS_ROWS) + "\na01-000u-00-00 ok 154 1 408 768 27 51 AT A\n")
+    w.write_text(WORDS_HEADER + "\n".join(RAW_WORDS_ROWS) + "\na01-000u-00-00 ok 154 1 408 768 27 51 PPSS We\n")
     words = parse_words_txt(w)
     assert words["d04-005-01-01"].text == "M Ps" and words["d04-005-01-01"].box == (125, 180, 70, 30)
     assert words["d04-005-00-02"].tag == "MD*"
-    assert words["a01-000u-00-00"].box == (408, 768, 27, 51) and words["a01-000u-00-00"].text == "A"
+    assert words["a01-000u-00-00"].box == (408, 768, 27, 51) and words["a01-000u-00-00"].text == "We"
     assert words["d04-005-00-00"].format() == RAW_WORDS_ROWS[0]
     assert all(len(h) == 79 for h in (LINES_HEADER.splitlines()[0], WORDS_HEADER.splitlines()[0]))
-    p.write_text(LINES_HEADER + "a01-000u-00 ok nan 19 408 746 1661 89 A|MOVE\n")
+    p.write_text(LINES_HEADER + "a01-000u-00 ok nan 19 408 746 1661 89 We|can't\n")
     with pytest.raises(DataError, match=rf"lines\.txt:{len(LINES_HEADER.splitlines()) + 1}: malformed lines\.txt row"):
         parse_lines_txt(p)
 

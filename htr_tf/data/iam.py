@@ -18,10 +18,10 @@ Formats mirrored from the real files:
   ``<line ... id ... segmentation ... threshold text ...>``, ``<word id tag text>``,
   ``<cmp x y width height/>``), ``& < > " '`` escaped as ``&amp; &lt; &gt; &quot; &apos;``.
   ``segmentation`` is ``ok`` or ``err`` in both the XML and ``lines.txt``.
-* ``lines.txt``: ``a01-000u-00 ok 154 19 408 746 1661 89 A|MOVE|to|stop|Mr.|Gaitskell|from``
+* ``lines.txt``: ``a01-000u-00 ok 154 19 408 746 1661 89 We|can't|go,|said|Jones|&|Co.``
   (id, segmentation, graylevel, number of components, x y w h, word tokens joined by ``|``;
   a token may contain a space, e.g. ``M Ps``, so the text is everything after field 8).
-* ``words.txt``: ``a01-000u-00-00 ok 154 408 768 27 51 AT A`` (its header documents a
+* ``words.txt``: ``a01-000u-00-00 ok 154 408 768 27 51 PPSS We`` (its header documents a
   component count the data rows do not have; rows with one are read as well).
 * ``forms.txt``: ``a01-000u 000 2 prt 7 5 52 36``.
 
@@ -323,7 +323,7 @@ def _header(name: str, body: str) -> str:
 LINES_HEADER = _header("lines.txt", """#
 # iam database line information
 #
-# format: a01-000u-00 ok 154 19 408 746 1663 91 A|MOVE|to|stop|Mr.|Gaitskell|from
+# format: a01-000u-00 ok 154 19 408 746 1663 91 We|can't|go,|said|Jones|&|Co.
 #
 #     a01-000u-00  -> line id for form a01-000u
 #     ok              -> result of word segmentation
@@ -338,7 +338,7 @@ LINES_HEADER = _header("lines.txt", """#
 #     19              -> number of components for this line
 #     408 746 1663 91 -> bounding box around this line in x,y,w,h format
 #
-#     A|MOVE|to|stop|Mr.|Gaitskell|from
+#     We|can't|go,|said|Jones|&|Co.
 #                     -> transcription for this line. word tokens are separated
 #                        by the character |
 #
@@ -347,7 +347,7 @@ LINES_HEADER = _header("lines.txt", """#
 WORDS_HEADER = _header("words.txt", """#
 # iam database word information
 #
-# format: a01-000u-00-00 ok 154 1 408 768 27 51 AT A
+# format: a01-000u-00-00 ok 154 1 408 768 27 51 PPSS We
 #
 #     a01-000u-00-00  -> word id for line 00 in form a01-000u
 #     ok              -> result of word segmentation
@@ -357,9 +357,9 @@ WORDS_HEADER = _header("words.txt", """#
 #     154             -> graylevel to binarize the line containing this word
 #     1               -> number of components for this word
 #     408 768 27 51   -> bounding box around this word in x,y,w,h format
-#     AT              -> the grammatical tag for this word, see the
+#     PPSS            -> the grammatical tag for this word, see the
 #                        file tagset.txt for an explanation
-#     A               -> the transcription for this word
+#     We              -> the transcription for this word
 #
 """)
 
