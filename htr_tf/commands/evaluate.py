@@ -1,4 +1,4 @@
-"""`htr evaluate`: error rates of a model on a record set (``recognizer`` for now)."""
+"""`htr evaluate`: error rates of a model on a record set (recognizer, paragraph, lines, pipeline)."""
 
 from __future__ import annotations
 
@@ -51,12 +51,111 @@ def _evaluate_recognizer(a: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_pipeline(a: argparse.Namespace) -> int:
+    """``htr evaluate pipeline``: line level and page level side by side, per decoder."""
+    import json
+    import sys
+
+    from htr_tf.decode import get_decoder
+    from htr_tf.errors import ConfigError
+    from htr_tf.evaluate_pipeline import evaluate_pipeline, format_summary, pages_from_files
+    from htr_tf.fileio import atomic_write_text
+    from htr_tf.pipeline import PipelineOptions, load_pipeline
+
+    if (a.data is None) == (not a.pages):
+        raise ConfigError("give either --data RECORDS or --pages IMAGE... (each with NAME.gt.txt beside it)")
+    names = [n.strip() for n in a.decoder.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("--decoder needs at least one decoder name")
+    decoders = [get_decoder(n, **({"beam_width": a.beam_width} if a.beam_width and "beam" in n else {}))
+                for n in names]
+    backend_options: dict = {}
+    for kv in a.backend_option:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ConfigError(f"--backend-option takes KEY=VALUE, got {kv!r}")
+        backend_options[key] = value
+    if a.backend == "local":
+        backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
+                                                  ("lines", a.lines)) if v is not None})
+    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area)
+    pipeline = load_pipeline(a.backend, decoders[0], options, **backend_options)
+    records = a.data if a.data is not None else pages_from_files(a.pages)
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="evaluate", unit="page", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = evaluate_pipeline(pipeline, records, split=a.split, decoders=decoders, limit=a.limit,
+                                   progress=progress if bar is not None else None, worst=a.worst,
+                                   sclite=(a.sclite_dir or True) if a.sclite else False)
+    finally:
+        if bar is not None:
+            bar.close()
+        for d in decoders:
+            getattr(d, "close", lambda: None)()
+    print(format_summary(report))
+    if a.report:
+        from htr_tf.report import write_html_report
+
+        html_path, chart = write_html_report(report, a.report)
+        print(f"report: {html_path} (chart {chart})")
+    if a.json:
+        slim = dict(report, worst_lines=[{k: v for k, v in w.items() if k != "image_png"}
+                                         for w in report["worst_lines"]])
+        atomic_write_text(a.json, json.dumps(slim, indent=1, ensure_ascii=False) + "\n")
+        print(f"json: {a.json}")
+    return 0
+
+
+def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
+    q = es.add_parser(
+        "pipeline", help="the full page pipeline vs the recogniser on ground-truth lines, per decoder",
+        description="Run the page pipeline on a form record set's pages (or page images with NAME.gt.txt "
+                    "beside them) and the recogniser on the ground-truth line boxes of the same pages; "
+                    "print pooled line-level and page-level CER/WER for every decoder, line detection "
+                    "recall/precision at IoU 0.5 and seconds per page by stage. Page texts join the lines "
+                    "with one space, so line breaks are not errors (docs/evaluation.md).")
+    q.add_argument("--data", default=None, help="form record set directory (from `htr data ...`)")
+    q.add_argument("--pages", nargs="+", default=None, metavar="IMAGE",
+                   help="page images instead of records; ground truth in NAME.gt.txt (or NAME.txt) beside each")
+    q.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    q.add_argument("--decoder", default="greedy", metavar="NAMES",
+                   help="comma-separated decoders scored on the same network outputs, e.g. greedy,beam+lm")
+    q.add_argument("--beam-width", type=int, default=None, help="beam width of the beam decoders")
+    q.add_argument("--backend", default="local", help="where the networks run: local (default), tflite, grpc")
+    q.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the backend's factory (repeatable)")
+    q.add_argument("--recognizer", default=None, help="local backend: recogniser bundle (default: bundled)")
+    q.add_argument("--paragraph", default=None, help="local backend: paragraph bundle (default: bundled)")
+    q.add_argument("--lines", default=None, help="local backend: line detector bundle (default: bundled)")
+    q.add_argument("--no-area", action="store_true", help="skip the handwritten-area model (whole page)")
+    q.add_argument("--report", default=None, metavar="OUT.html",
+                   help="write the HTML report (and OUT.cer.png, the CER chart, beside it)")
+    q.add_argument("--json", default=None, metavar="OUT.json", help="write the full report as JSON")
+    q.add_argument("--limit", type=int, default=None, help="only the first N pages")
+    q.add_argument("--worst", type=int, default=20, help="worst lines shown in the report (default 20)")
+    q.add_argument("--sclite", action="store_true",
+                   help="also score WER with NIST sclite (Debian package sctk) when installed")
+    q.add_argument("--sclite-dir", default=None, help="keep sclite's .trn files here")
+    q.add_argument("--batch-size", type=int, default=16, help="lines per recogniser batch")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_evaluate_pipeline)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="CER/WER and layout metrics on a record set")
     es = p.add_subparsers(dest="evaluate_command", metavar="MODEL", required=True)
     from htr_tf.commands.layout_args import add_evaluate_parsers
 
     add_evaluate_parsers(es)  # paragraph, lines
+    _add_pipeline_parser(es)
 
     q = es.add_parser(
         "recognizer", help="pooled CER and WER of a line recogniser on a record set's lines",
