@@ -61,6 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run TensorFlow.  Its C++ logging (absl: CUDA probing, oneDNN notes, which
+#: TF_CPP_MIN_LOG_LEVEL no longer silences in TF 2.21) is noise for CLI users: while these
+#: commands run, file descriptor 2 goes to /dev/null and Python's ``sys.stderr`` (messages,
+#: progress bars, warnings, tracebacks) to the real stderr.  HTR_TF_VERBOSE=1 keeps both.
+_TF_COMMANDS = {"train", "evaluate", "export", "tflite", "serve", "ocr", "bench"}
+
+
+def _silence_native_stderr() -> None:
+    import io
+    import os
+
+    if os.environ.get("HTR_TF_VERBOSE"):
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = io.TextIOWrapper(os.fdopen(real, "wb", buffering=0), encoding=sys.stderr.encoding or "utf-8",
+                                  errors="backslashreplace", line_buffering=True, write_through=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 
@@ -70,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in _TF_COMMANDS and argv is None:
+        _silence_native_stderr()
     try:
         return int(args.func(args) or 0)
     except HTRError as e:

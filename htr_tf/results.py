@@ -1,8 +1,9 @@
 """Typed recognition results: the contract between the recogniser and every output writer.
 
 The tree grows page -> region -> line -> word (docTR's Document/Page/Block/Line/Word,
-kraken's records): this module defines the line and word levels that the recogniser
-fills; page and region containers hold lists of these.  Every level has ``text``,
+kraken's records): the recogniser fills lines and words, the pipeline puts them into
+regions (the handwritten area) of a page.  Text, JSON, PAGE-XML and overlay pictures
+(:mod:`htr_tf.outputs`) are all made from this tree.  Every level has ``text``,
 ``confidence`` (a probability in ``[0, 1]``, see :mod:`htr_tf.decode.ctc` for its
 definition) and a ``box`` (``xyxy`` page pixels, or ``None`` when unknown), and a
 ``to_dict()`` that gives plain JSON-ready values.
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:
     from htr_tf.decode.ctc import DecodedLine
 
-__all__ = ["Box", "WordResult", "LineResult", "line_frame_width"]
+__all__ = ["Box", "WordResult", "LineResult", "RegionResult", "PageResult", "line_frame_width"]
 
 #: ``(x0, y0, x1, y1)`` in page pixels.
 Box = tuple[float, float, float, float]
@@ -130,6 +131,72 @@ class LineResult:
                                                   if k != "char_confidences"} for w in self.words]
         d.update(_plain(self.extra))
         return d
+
+
+@dataclass
+class RegionResult:
+    """A text region (the handwritten area): its box, the area model's score and its lines."""
+
+    box: Box | None
+    confidence: float
+    lines: list[LineResult] = field(default_factory=list)
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.box = _box(self.box)
+
+    @property
+    def text(self) -> str:
+        """The lines' text, one per line."""
+        return "\n".join(line.text for line in self.lines)
+
+    def to_dict(self, chars: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {"box": _plain(self.box, "box"), "confidence": _plain(self.confidence),
+                             "lines": [line.to_dict(chars) for line in self.lines]}
+        return {"id": self.id, **d} if self.id is not None else d
+
+
+@dataclass
+class PageResult:
+    """A recognised page: its size, regions, per-stage seconds and warnings.
+
+    ``warnings`` say why a result is empty (a blank page, a tiny image); ``timings`` hold
+    seconds per stage (area, lines, recognize, decode); ``extra`` the backend and decoder.
+    """
+
+    width: int
+    height: int
+    regions: list[RegionResult] = field(default_factory=list)
+    id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> list[LineResult]:
+        """Every line of the page, in reading order."""
+        return [line for r in self.regions for line in r.lines]
+
+    @property
+    def text(self) -> str:
+        """The page's text: one line per text line, regions separated by a blank line."""
+        return "\n\n".join(r.text for r in self.regions if r.lines)
+
+    @property
+    def confidence(self) -> float:
+        """Mean line confidence weighted by line length (0 for a page without text)."""
+        lines = self.lines
+        n = sum(max(len(ln.text), 1) for ln in lines)
+        return sum(ln.confidence * max(len(ln.text), 1) for ln in lines) / n if n else 0.0
+
+    def to_dict(self, chars: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {"width": self.width, "height": self.height, "text": self.text,
+                             "confidence": _plain(self.confidence),
+                             "regions": [r.to_dict(chars) for r in self.regions],
+                             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+                             "warnings": list(self.warnings)}
+        d.update(_plain(self.extra))
+        return {"id": self.id, **d} if self.id is not None else d
 
 
 def _words(text: str, confs: Sequence[float], boxes: Sequence[Box]) -> list[WordResult]:

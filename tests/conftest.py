@@ -34,6 +34,18 @@ def render_text_line(text: str, height: int = 48, scale: float = 1.0, seed: int 
     return img
 
 
+def render_note(lines: list[str], height: int = 1100, width: int = 1600) -> np.ndarray:
+    """A page without a printed form: text lines 130 px apart from y=150, x=120, on light paper."""
+    page = np.full((height, width), 245, np.uint8)
+    y = 150
+    for i, text in enumerate(lines):
+        img = render_text_line(text, height=70, scale=1.6, seed=i)
+        h, w = min(img.shape[0], height - y), min(img.shape[1], width - 120)
+        page[y: y + h, 120: 120 + w] = np.minimum(page[y: y + h, 120: 120 + w], img[:h, :w])
+        y += 130
+    return page
+
+
 def random_sentence(rng: random.Random, n_min: int = 2, n_max: int = 6) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(n_min, n_max)))
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import render_text_line
+from conftest import render_note, render_text_line
 from htr_tf.cli import main
 from htr_tf.fileio import write_png
 
@@ -70,9 +70,71 @@ def test_ocr_bad_image_is_reported_and_others_still_run(tiny_recognizer_dir, lin
     assert "2 of 4 image(s) could not be read" in cap.err
 
 
-def test_ocr_page_level_is_not_built_yet(line_images, capsys):
-    assert main(["ocr", line_images[0]]) == 2
-    assert "not built yet" in capsys.readouterr().err
+@pytest.fixture(scope="module")
+def note_pages(tmp_path_factory):
+    """Two small notes (no printed form) with two and one text lines."""
+    d = tmp_path_factory.mktemp("pages")
+    paths = []
+    for i, texts in enumerate([["the Orders of October", "Sir, it was delivered"], ["to the Captain"]]):
+        page = render_note(texts)
+        p = d / f"note{i}.png"
+        write_png(p, page)
+        paths.append(str(p))
+    return paths
+
+
+def test_ocr_pages_to_stdout_in_every_format(note_pages, capsys):
+    assert main(["ocr", note_pages[0]]) == 0
+    text = capsys.readouterr().out
+    assert len(text.rstrip("\n").split("\n")) == 2
+
+    assert main(["ocr", "--format", "json", *note_pages]) == 0
+    docs = [json.loads(x) for x in capsys.readouterr().out.strip().split("\n")]
+    assert [d["id"] for d in docs] == note_pages
+    assert [len(d["regions"][0]["lines"]) for d in docs] == [2, 1]
+    assert docs[0]["text"] == text.rstrip("\n") and docs[0]["decoder"] == "greedy"
+
+    assert main(["ocr", *note_pages]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"==> {note_pages[0]} <==\n") and f"\n==> {note_pages[1]} <==\n" in out
+
+
+def test_ocr_pages_to_files_with_overlays(note_pages, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    from htr_tf.fileio import read_image
+    from htr_tf.outputs import PAGE_NS
+
+    out, ov = tmp_path / "xml", tmp_path / "overlays"
+    rc = main(["ocr", "--format", "page-xml", "--out", str(out), "--overlay", str(ov), *note_pages])
+    assert rc == 0 and capsys.readouterr().out == ""
+    assert sorted(p.name for p in out.iterdir()) == ["note0.xml", "note1.xml"]
+    root = ET.parse(out / "note0.xml").getroot()
+    assert len(root.findall(f".//{{{PAGE_NS}}}TextLine")) == 2
+    assert read_image(ov / "note1.png").shape == read_image(note_pages[1]).shape
+    assert not list(out.glob(".*tmp"))                       # written atomically, nothing left over
+
+
+def test_ocr_page_errors_are_clear(note_pages, tmp_path, capsys):
+    bad = tmp_path / "cut.png"
+    bad.write_bytes(open(note_pages[0], "rb").read()[:200])   # truncated
+    rc = main(["ocr", str(bad), note_pages[1]])
+    cap = capsys.readouterr()
+    assert rc == 1 and cap.out.startswith(f"==> {note_pages[1]} <==\n") and cap.out.count("<==") == 1
+    assert "cut.png" in cap.err and "1 of 2 page(s) could not be read" in cap.err
+    assert main(["ocr", "--format", "page-xml", *note_pages]) == 1
+    assert "needs --out DIR" in capsys.readouterr().err
+    assert main(["ocr", "--level", "line", "--format", "page-xml", note_pages[0]]) == 1
+    assert "not to --level line" in capsys.readouterr().err
+    assert main(["ocr", "--backend", "quantum", note_pages[0]]) == 1
+    assert "unknown backend" in capsys.readouterr().err
+    blank = tmp_path / "blank.png"
+    import numpy as np
+
+    write_png(blank, np.full((600, 400), 255, np.uint8))
+    assert main(["ocr", str(blank)]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and "no text lines found" in cap.err
 
 
 def test_ocr_model_errors(tmp_path, line_images, monkeypatch, capsys):
@@ -118,3 +180,19 @@ def test_export_cli(tiny_recognizer_dir, tmp_path, capsys):
     assert load_exported(out).geometry.height == 32
     assert main(["export", "recognizer", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_console_script_keeps_tensorflow_chatter_off_stderr(tmp_path):
+    """`htr` run as a program prints the text and nothing from TensorFlow's C++ start-up."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    page = tmp_path / "blank.png"
+    write_png(page, np.full((300, 400), 255, np.uint8))
+    proc = subprocess.run([sys.executable, "-m", "htr_tf.cli", "ocr", "--level", "line", str(page)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1
+    assert proc.stderr == ""

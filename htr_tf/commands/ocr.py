@@ -3,7 +3,10 @@
 ``--level line``: every image is one text line; one line of text per image on stdout (or
 one JSON object per image with ``--format json``).  An image that cannot be read is
 reported on stderr naming the file, the others are still recognised, and the exit status
-is 1.  ``--level page`` (the default) runs the full page pipeline: not built yet.
+is 1.  ``--level page`` (the default) runs the full page pipeline
+(:class:`htr_tf.pipeline.Pipeline`): text, JSON or PAGE-XML per page, on stdout or one file
+per page in ``--out DIR``, and overlay pictures with ``--overlay``; the networks run in this
+process, on LiteRT (``--backend tflite``) or on a model server (``--server HOST:PORT``).
 
 Each level is a ``_ocr_<level>`` handler over the same options, so adding the page level
 means adding its handler to ``_LEVELS``.
@@ -65,12 +68,78 @@ def load_recognizer(model: str | None) -> Any:
 
 
 # -- levels --------------------------------------------------------------------------------------
-def _ocr_page(a: argparse.Namespace) -> int:
-    from htr_tf.cli import EXIT_NOT_BUILT
+def pipeline_from_args(a: argparse.Namespace) -> Any:
+    """The page :class:`~htr_tf.pipeline.Pipeline` the options name (backend, models, decoder)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from htr_tf.pipeline import Pipeline, PipelineOptions, make_backend
 
-    print("htr ocr --level page: not built yet in this version of htr-tf "
-          "(use --level line for images of single text lines)", file=sys.stderr)
-    return EXIT_NOT_BUILT
+    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area)
+    models = {"recognizer": a.model, "paragraph": a.paragraph_model, "lines": a.lines_model}
+    if a.server:
+        if a.backend not in (None, "grpc"):
+            from htr_tf.errors import ConfigError
+
+            raise ConfigError(f"--server runs the models on a model server: it cannot go with --backend {a.backend}")
+        backend = make_backend("grpc", address=a.server, use_paragraph=options.find_area)
+    else:
+        name = a.backend or "local"
+        backend = make_backend(name, use_paragraph=options.find_area,
+                               **{k: v for k, v in models.items() if v is not None})
+    return Pipeline(backend, decoder_from_args(a), options)
+
+
+def _page_output_path(out_dir: Path, image: str, suffix: str) -> Path:
+    return out_dir / (Path(image).stem + suffix)
+
+
+def _ocr_page(a: argparse.Namespace) -> int:
+    from htr_tf.errors import ConfigError, DataError
+    from htr_tf.fileio import atomic_write_text, read_image
+    from htr_tf.outputs import SUFFIXES, render, write_overlay
+
+    several = len(a.images) > 1
+    if a.format == "page-xml" and several and not a.out:
+        raise ConfigError("--format page-xml with several pages needs --out DIR (one XML file per page)")
+    overlay_dir = None
+    if a.overlay and several:
+        overlay_dir = Path(a.overlay)
+        if overlay_dir.suffix.lower() == ".png":
+            raise ConfigError("--overlay with several pages names a directory (one PNG per page), "
+                              f"not a file: {a.overlay}")
+    out_dir = Path(a.out) if a.out else None
+    stems = [Path(i).stem for i in a.images]
+    if (out_dir or overlay_dir) and len(set(stems)) != len(stems):
+        raise ConfigError("two pages have the same file name stem: their outputs would overwrite each other")
+    pipeline = pipeline_from_args(a)
+    failed = printed = 0
+    for image in a.images:
+        try:
+            gray = read_image(image)
+            result = pipeline.run(gray, id=image)
+        except DataError as e:
+            print(f"htr: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        for w in result.warnings:
+            print(f"htr: {image}: {w}", file=sys.stderr)
+        text = render(result, a.format, image_filename=image)
+        if out_dir is not None:
+            atomic_write_text(_page_output_path(out_dir, image, SUFFIXES[a.format]), text)
+        elif a.format == "json":
+            sys.stdout.write(text.rstrip("\n") + "\n")
+        else:
+            if several and a.format == "text":
+                sys.stdout.write(("\n" if printed else "") + f"==> {image} <==\n")
+            sys.stdout.write(text)
+            printed += 1
+        if a.overlay:
+            target = _page_output_path(overlay_dir, image, ".png") if overlay_dir else Path(a.overlay)
+            write_overlay(target, gray, result)
+        sys.stdout.flush()
+    if failed:
+        print(f"htr: {failed} of {len(a.images)} page(s) could not be read", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _ocr_line(a: argparse.Namespace) -> int:
@@ -81,6 +150,13 @@ def _ocr_line(a: argparse.Namespace) -> int:
     from htr_tf.fileio import read_image
     from htr_tf.results import LineResult, line_frame_width
 
+    from htr_tf.errors import ConfigError
+
+    for flag, value in (("--format page-xml", a.format == "page-xml"), ("--out", a.out),
+                        ("--overlay", a.overlay), ("--server", a.server), ("--backend", a.backend),
+                        ("--paragraph-model", a.paragraph_model), ("--lines-model", a.lines_model)):
+        if value:
+            raise ConfigError(f"{flag} applies to pages, not to --level line")
     recognizer = load_recognizer(a.model)
     decoder = decoder_from_args(a)
     geometry = recognizer.geometry
@@ -127,16 +203,35 @@ def _ocr(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ocr", help="recognise pages or line images",
-        description="Recognise images. With --level line each image is one text line: one line of "
-                    "text per image on stdout (JSON objects with confidences and boxes with "
-                    "--format json). Unreadable images are reported on stderr and the exit status is 1.")
+        description="Recognise images. By default each image is a page: the handwritten area is "
+                    "found, its text lines detected and recognised, and the page's text printed "
+                    "(--format json|page-xml for boxes and confidences, --overlay for a picture). "
+                    "With --level line each image is one text line: one line of text per image. "
+                    "Unreadable images are reported on stderr, the others still recognised, and the "
+                    "exit status is 1.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, BMP)")
     p.add_argument("--level", choices=list(_LEVELS), default="page",
-                   help="page: full pages (not built yet); line: each image is one text line")
+                   help="page (default): full pages (area -> lines -> recognition); "
+                        "line: each image is one text line")
     p.add_argument("--model", default=None,
-                   help="recognizer bundle directory (default: the bundled model)")
-    p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text: one line per image; json: one JSON object per image")
+                   help="recognizer model: a bundle directory (local backend) or a .tflite file "
+                        "(tflite backend); default: the bundled model")
+    p.add_argument("--paragraph-model", default=None, help="handwritten-area model (default: bundled)")
+    p.add_argument("--lines-model", default=None, help="line detector model (default: bundled)")
+    p.add_argument("--no-area", action="store_true",
+                   help="skip the handwritten-area model: the whole page is searched for lines")
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help="where the networks run: local (default, Keras in this process) or tflite (LiteRT)")
+    p.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="run the networks on a TF Serving / `htr serve` gRPC server; decoding stays here")
+    p.add_argument("--format", choices=["text", "json", "page-xml"], default="text",
+                   help="text: the recognised text; json: one JSON object per image (boxes, "
+                        "confidences); page-xml: PAGE 2019 XML (pages only)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write one file per page into DIR (NAME.txt|.json|.xml) instead of stdout")
+    p.add_argument("--overlay", default=None, metavar="OUT.png",
+                   help="draw the boxes and recognised text on the page: a PNG path, or a "
+                        "directory with several pages")
     add_decoder_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, help="lines per recogniser batch")
     p.set_defaults(func=_ocr)

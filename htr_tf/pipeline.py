@@ -1,0 +1,344 @@
+"""The full-page pipeline: page image -> handwritten area -> lines -> recognition -> decoder.
+
+A :class:`Pipeline` holds a *backend* (where the networks run) and a decoder (CTC
+post-processing, always in this process).  Backends differ only in how they run the three
+networks; every image rule (line crops, resizing, padding) lives here and in
+:mod:`htr_tf.geometry`, so the same page gives the same text on every backend:
+
+* ``local``: the Keras bundles in this process (:class:`LocalBackend`);
+* ``tflite``: TFLite files on LiteRT (:mod:`htr_tf.tflite`);
+* ``grpc``: a TF Serving (or ``htr serve``) model server (:mod:`htr_tf.serving.client`).
+
+A backend provides (:class:`Backend`): ``charset``, ``geometry`` and ``width_downsample``
+(read from the models it runs, never configured twice), ``find_area(page)``,
+``find_lines(page, region)`` and ``log_probs(images, widths)`` for uint8 line images
+already resized to ``geometry.height`` and right-padded with paper (255): the inputs of
+the exported recogniser's ``recognize`` signature.
+
+>>> pipe = load_pipeline()                                   # the bundled models  # doctest: +SKIP
+>>> result = pipe.run("page.png")                                                  # doctest: +SKIP
+>>> print(result.text)                                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from htr_tf.charset import Charset
+from htr_tf.errors import ConfigError, DataError
+from htr_tf.geometry import LineGeometry, resize_line
+from htr_tf.results import LineResult, PageResult, RegionResult, line_frame_width
+
+if TYPE_CHECKING:
+    from htr_tf.decode.ctc import Decoder
+
+__all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "load_pipeline", "make_backend",
+           "available_backends", "register_backend", "bundled_model_path", "line_batch", "MIN_PAGE_SIDE"]
+
+#: Pages smaller than this on either side hold no readable text: they give an empty result.
+MIN_PAGE_SIDE = 8
+
+
+def bundled_model_path(kind: str) -> Path:
+    """The directory of the bundled ``kind`` model (recognizer, paragraph, lines)."""
+    return Path(__file__).resolve().parent / "assets" / "models" / kind
+
+
+class Backend(Protocol):
+    """Where the three networks run; see the module docstring."""
+
+    name: str
+    charset: Charset
+    geometry: LineGeometry
+    width_downsample: int
+
+    def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
+        """Handwritten area of a gray uint8 page: (xyxy box in page px, score in [0, 1])."""
+
+    def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Lines inside ``region``: (boxes ``[N, 4]`` xyxy page px in reading order, scores ``[N]``)."""
+
+    def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``[B, height, W]`` paper-padded lines and true widths -> (``[B, T, C]``, ``[B]``)."""
+
+
+# -- the in-process backend ------------------------------------------------------------------------
+class LocalBackend:
+    """The Keras bundles, run in this process (TensorFlow)."""
+
+    name = "local"
+
+    def __init__(self, recognizer: Any, paragraph: Any = None, lines: Any = None) -> None:
+        self.recognizer = recognizer
+        self.paragraph = paragraph
+        self.lines = lines
+        self.charset = recognizer.charset
+        self.geometry = recognizer.geometry
+        self.width_downsample = recognizer.config.width_downsample()
+
+    @classmethod
+    def load(cls, recognizer: str | os.PathLike | None = None, paragraph: str | os.PathLike | None = None,
+             lines: str | os.PathLike | None = None, use_paragraph: bool = True) -> "LocalBackend":
+        """Load bundle directories; ``None`` takes the bundled model.
+
+        ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area).
+        """
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from htr_tf.models import Recognizer
+        from htr_tf.models.lines import LineDetector
+        from htr_tf.models.paragraph import ParagraphModel
+
+        rec = Recognizer.load(recognizer if recognizer is not None else _bundled("recognizer"))
+        par = None
+        if use_paragraph:
+            par = ParagraphModel.load(paragraph if paragraph is not None else _bundled("paragraph"))
+        det = LineDetector.load(lines if lines is not None else _bundled("lines"))
+        return cls(rec, par, det)
+
+    def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.paragraph is None:
+            h, w = page.shape[:2]
+            return np.array([0, 0, w, h], np.float32), 0.0
+        return self.paragraph.detect(page)
+
+    def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.lines is None:
+            raise ConfigError("this backend has no line detector")
+        return self.lines.detect(page, region)
+
+    def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = paper_padded_to_input(images, widths)
+        return self.recognizer.log_probs(x, widths)
+
+
+def _bundled(kind: str) -> Path:
+    from htr_tf.errors import ModelError
+
+    path = bundled_model_path(kind)
+    if not (path / "htr.json").exists():
+        raise ModelError(f"no bundled {kind} model in this installation ({path}); pass a bundle directory")
+    return path
+
+
+def paper_padded_to_input(images: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """uint8 ``[B, H, W]`` paper-padded lines -> the recogniser's float32 ``[B, H, W', 1]`` input.
+
+    ``W'`` is ``W`` rounded up to the recogniser's width multiple is left to the model; columns
+    past each true width become blank paper (0), as :func:`htr_tf.geometry.batch_lines` makes them.
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim != 3 or imgs.dtype != np.uint8:
+        raise DataError(f"expected uint8 line images [B, H, W], got {imgs.dtype} {list(imgs.shape)}")
+    x = 1.0 - imgs.astype(np.float32) / 255.0
+    cols = np.arange(imgs.shape[2])[None, None, :] < np.asarray(widths).reshape(-1, 1, 1)
+    return np.where(cols, x, 0.0).astype(np.float32)[..., None]
+
+
+def line_batch(crops: Sequence[np.ndarray], geometry: LineGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Resize line crops to ``geometry`` and right-pad them with paper into uint8 ``[B, H, W]`` + widths.
+
+    ``W`` is the widest line rounded up to ``geometry.width_multiple``: the ``recognize``
+    signature's input, so every backend gets identical pixels.
+    """
+    resized = [resize_line(c, geometry) for c in crops]
+    widths = np.array([r.shape[1] for r in resized], np.int32)
+    W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
+    out = np.full((len(resized), geometry.height, W), 255, np.uint8)
+    for i, r in enumerate(resized):
+        out[i, :, : r.shape[1]] = r
+    return out, widths
+
+
+# -- backend registry ----------------------------------------------------------------------------
+#: name -> "module:callable" (imported on first use, so TFLite and gRPC stay optional).
+_BACKENDS: dict[str, str | Callable[..., Backend]] = {
+    "local": "htr_tf.pipeline:LocalBackend.load",
+    "tflite": "htr_tf.tflite:TFLiteBackend.load",
+    "grpc": "htr_tf.serving.client:GrpcBackend.connect",
+}
+
+
+def register_backend(name: str, factory: str | Callable[..., Backend]) -> None:
+    """Add a backend: ``factory(**options)`` returns a :class:`Backend`."""
+    _BACKENDS[name] = factory
+
+
+def available_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def make_backend(name: str = "local", **options: Any) -> Backend:
+    """The backend ``name`` built with ``options`` (see each backend's factory)."""
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
+    factory = _BACKENDS[name]
+    if isinstance(factory, str):
+        mod_name, _, attr = factory.partition(":")
+        try:
+            obj: Any = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise ConfigError(f"backend {name!r} is not available in this installation: {e}") from None
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        factory = obj
+    return factory(**options)
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+@dataclass
+class PipelineOptions:
+    """How pages are cut into lines and lines batched."""
+
+    #: Lines recognised per batch (lines of similar width go together).
+    batch_size: int = 16
+    #: Pixels added around each detected line box before cropping (x, y).
+    line_pad_x: int = 4
+    line_pad_y: int = 0
+    #: Lines whose detector score is below this are dropped.
+    min_line_score: float = 0.0
+    #: Run the handwritten-area model; without it the whole page is the area.
+    find_area: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.line_pad_x < 0 or self.line_pad_y < 0:
+            raise ConfigError("line padding must be >= 0")
+
+
+class Pipeline:
+    """Page images to :class:`~htr_tf.results.PageResult` over a backend, with a named decoder."""
+
+    def __init__(self, backend: Backend, decoder: "str | Decoder" = "greedy",
+                 options: PipelineOptions | None = None, decoder_options: dict[str, Any] | None = None) -> None:
+        from htr_tf.decode import get_decoder
+
+        self.backend = backend
+        self.decoder = get_decoder(decoder, **(decoder_options or {})) if isinstance(decoder, str) else decoder
+        self.options = options or PipelineOptions()
+
+    @property
+    def charset(self) -> Charset:
+        return self.backend.charset
+
+    @property
+    def geometry(self) -> LineGeometry:
+        return self.backend.geometry
+
+    # -- one page ---------------------------------------------------------------------------------
+    def run(self, page: "np.ndarray | str | os.PathLike | bytes", id: str | None = None) -> PageResult:
+        """Recognise one page (a gray/colour array, an image path, or encoded bytes)."""
+        gray, name = _as_gray(page)
+        return self._run_gray(gray, id if id is not None else name)
+
+    __call__ = run
+
+    def run_many(self, pages: Iterable["np.ndarray | str | os.PathLike | bytes"]) -> Iterator[PageResult]:
+        """:meth:`run` over several pages, lazily."""
+        for p in pages:
+            yield self.run(p)
+
+    def _run_gray(self, gray: np.ndarray, id: str | None) -> PageResult:
+        h, w = gray.shape
+        timings: dict[str, float] = {}
+        result = PageResult(width=w, height=h, id=id, timings=timings,
+                            extra={"backend": self.backend.name, "decoder": self.decoder.name})
+        if h < MIN_PAGE_SIDE or w < MIN_PAGE_SIDE:
+            result.warnings.append(f"image is {w}x{h} pixels: too small to hold text")
+            return result
+        t = time.perf_counter()
+        if self.options.find_area:
+            area, area_score = self.backend.find_area(gray)
+            area = np.asarray(area, np.float32).reshape(4)
+        else:
+            area, area_score = np.array([0, 0, w, h], np.float32), 0.0
+        timings["area"] = time.perf_counter() - t
+        t = time.perf_counter()
+        boxes, scores = self.backend.find_lines(gray, area)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        keep = scores >= self.options.min_line_score
+        boxes, scores = boxes[keep], scores[keep]
+        timings["lines"] = time.perf_counter() - t
+        lines = self.recognize_boxes(gray, boxes, timings)
+        for line, s in zip(lines, scores):
+            line.extra["detector_score"] = float(s)
+        result.regions.append(RegionResult(box=tuple(float(v) for v in area), confidence=float(area_score),
+                                           lines=lines, id="r1"))
+        if not lines:
+            result.warnings.append("no text lines found")
+        return result
+
+    def recognize_boxes(self, gray: np.ndarray, boxes: np.ndarray,
+                        timings: dict[str, float] | None = None) -> list[LineResult]:
+        """Recognise the lines at ``boxes`` (xyxy page px) of a gray page, in the order given."""
+        from htr_tf.evaluate import width_buckets
+        from htr_tf.geometry import crop
+
+        timings = timings if timings is not None else {}
+        o, g = self.options, self.geometry
+        H, W = gray.shape
+        crops, pboxes = [], []
+        for b in np.asarray(boxes, np.float32).reshape(-1, 4):
+            x0 = max(0.0, float(b[0]) - o.line_pad_x)
+            y0 = max(0.0, float(b[1]) - o.line_pad_y)
+            x1 = min(float(W), float(b[2]) + o.line_pad_x)
+            y1 = min(float(H), float(b[3]) + o.line_pad_y)
+            crops.append(crop(gray, (x0, y0, x1, y1)))
+            pboxes.append((x0, y0, x1, y1))
+        t = time.perf_counter()
+        decoded: list[Any] = [None] * len(crops)
+        t_model = 0.0
+        for idx in width_buckets([g.target_width(*c.shape[:2]) for c in crops], o.batch_size):
+            images, widths = line_batch([crops[i] for i in idx], g)
+            tm = time.perf_counter()
+            lp, lengths = self.backend.log_probs(images, widths)
+            t_model += time.perf_counter() - tm
+            for i, d in zip(idx, self.decoder.decode(np.asarray(lp), np.asarray(lengths), self.charset)):
+                decoded[i] = d
+        total = time.perf_counter() - t
+        timings["recognize"] = t_model
+        timings["decode"] = total - t_model
+        out = []
+        for k, (d, c, b) in enumerate(zip(decoded, crops, pboxes)):
+            fw = line_frame_width(c.shape[1], g.target_width(*c.shape[:2]), self.backend.width_downsample)
+            out.append(LineResult.from_decoded(d, box=b, frame_width=fw, id=f"r1l{k + 1}"))
+        return out
+
+
+def _as_gray(page: Any) -> tuple[np.ndarray, str | None]:
+    """Any page input -> (2-D uint8 gray, a name for messages)."""
+    from htr_tf.fileio import decode_image, read_image, to_gray_uint8
+
+    if isinstance(page, (str, os.PathLike)):
+        return read_image(page), str(page)
+    if isinstance(page, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(page)), None
+    a = np.asarray(page)
+    if a.size == 0:
+        raise DataError(f"page image is empty ({list(a.shape)})")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise DataError(f"a page is a 2-D gray or 3-D colour image, got shape {list(a.shape)}")
+    if a.dtype.kind not in "uifb":
+        raise DataError(f"page image has dtype {a.dtype}, not a number type")
+    return to_gray_uint8(a), None
+
+
+def load_pipeline(backend: str = "local", decoder: "str | Decoder" = "greedy",
+                  options: PipelineOptions | None = None, decoder_options: dict[str, Any] | None = None,
+                  **backend_options: Any) -> Pipeline:
+    """A :class:`Pipeline` over ``make_backend(backend, **backend_options)``.
+
+    With no options the local backend runs the bundled models.
+    """
+    opts = options or PipelineOptions()
+    if backend == "local" and not opts.find_area:
+        backend_options.setdefault("use_paragraph", False)
+    return Pipeline(make_backend(backend, **backend_options), decoder, opts, decoder_options)
