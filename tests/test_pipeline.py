@@ -83,6 +83,24 @@ def test_line_batch_pads_with_paper_to_the_width_multiple():
     assert (images[1, :, g.min_width:] == 255).all()
 
 
+def test_isolate_line_paints_out_only_the_neighbours_ink():
+    from htr_tf.pipeline import isolate_line
+
+    crop = np.full((60, 200), 240, np.uint8)
+    crop[0:10, 20:30] = 10        # a descender of the line above: touches the top, misses the core
+    crop[50:60, 60:70] = 10       # an ascender of the line below
+    crop[5:40, 100:104] = 10      # own ascender: touches the top but reaches the core (18..42)
+    crop[8:12, 150:154] = 10      # own i-dot: above the core, not touching an edge
+    crop[20:40, 120:180] = 10     # own letters
+    out = isolate_line(crop)
+    assert (out[0:10, 20:30] == 240).all() and (out[50:60, 60:70] == 240).all()
+    keep = np.ones_like(crop, bool)
+    keep[0:10, 20:30] = keep[50:60, 60:70] = False
+    assert (out[keep] == crop[keep]).all()
+    blank = np.full((30, 40), 255, np.uint8)
+    assert isolate_line(blank) is blank
+
+
 def test_scripted_pipeline_gives_the_typed_tree_in_reading_order():
     page, boxes = _page_and_boxes(3)
     backend = ScriptedBackend(boxes, (50, 90, 1080, 420))
