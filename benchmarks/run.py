@@ -54,6 +54,9 @@ class Bench:
     timeout: float = 1800.0
     quick_timeout: float = 300.0
     what: str = ""
+    #: Arguments may name record sets as ``{synth_records}`` / ``{gw_records}``; when one is not
+    #: given, these arguments replace the full (and quick) ones instead.
+    without_records: list[str] | None = None
 
 
 @dataclass
@@ -80,8 +83,14 @@ BENCHES: list[Bench] = [
           ["--lines", "40", "--beams", "10", "--char-beams", "10", "--workers", "1", "--no-pyctcdecode"],
           what="CTC decoders (greedy, beam+lm, beam+charlm, lexicon) on synthetic posteriors: speed, CER/WER"),
     Bench("decode", "bench_decode.py", [], ["64"], what="greedy and prefix beam search speed/CER, synthetic posteriors"),
-    Bench("layout", "bench_layout.py", ["--pages", "10", "--repeats", "3"], ["--pages", "2", "--repeats", "2"],
-          what="paragraph + line detection ms per page by stage on IAM-size synthetic pages"),
+    Bench("layout", "bench_layout.py", ["--records", "{synth_records}", "--split", "test", "--pages", "10",
+                                         "--repeats", "3"], ["--pages", "2", "--repeats", "2"],
+          what="paragraph + line detection ms per page by stage (and recall/precision with records)",
+          without_records=["--pages", "10", "--repeats", "3"]),
+    Bench("page", "bench_page.py", ["--records", "{synth_records}", "--split", "test", "--pages", "20"],
+          ["--records", "{synth_records}", "--split", "test", "--pages", "3"],
+          what="full page pipeline seconds per page by stage (area, lines, recognize, decode)",
+          without_records=["htr_tf/assets/examples/page-1.png", "--repeat", "3"]),
     Bench("data_pipeline", "bench_pipeline.py", ["--lines", "2000", "--both"], ["--lines", "200", "--epochs", "1"],
           what="tf.data line input pipeline lines/s with and without augmentation"),
     Bench("synth", "bench_synth.py", ["--pages", "20"], ["--pages", "2"],
@@ -242,7 +251,21 @@ def _offers_quick(script: Path) -> bool:
     return "--quick" in out
 
 
-def run_bench(b: Bench, bench_dir: Path, quick: bool, logs: Path) -> dict[str, Any]:
+def _fill(args: list[str], records: dict[str, str | None]) -> list[str] | None:
+    """``args`` with ``{name}`` record-set placeholders filled; None when one is not given."""
+    out = []
+    for a in args:
+        if a.startswith("{") and a.endswith("}"):
+            value = records.get(a[1:-1])
+            if not value:
+                return None
+            a = str(value)
+        out.append(a)
+    return out
+
+
+def run_bench(b: Bench, bench_dir: Path, quick: bool, logs: Path,
+              records: dict[str, str | None] | None = None) -> dict[str, Any]:
     """One benchmark script -> its entry (never raises for the script's own failures)."""
     script = bench_dir / b.script
     entry: dict[str, Any] = {"name": b.name, "kind": "script", "script": b.script, "what": b.what}
@@ -254,6 +277,12 @@ def run_bench(b: Bench, bench_dir: Path, quick: bool, logs: Path) -> dict[str, A
         args = ["--quick"] if _offers_quick(script) else []
     else:
         args = b.quick
+    filled = _fill(args, records or {})
+    if filled is None:
+        if b.without_records is None:
+            return {**entry, "status": "skipped", "error": "needs a record set (--synth-records / --gw-records)"}
+        filled = b.without_records
+    args = filled
     r = _run([sys.executable, str(script), *args], b.quick_timeout if quick else b.timeout, logs, b.name)
     entry.update({k: v for k, v in r.items() if not k.startswith("_")})
     result = parse_json_output(r["_stdout"])
@@ -332,7 +361,7 @@ def run_suite(out: Path, quick: bool = False, bench_dir: Path = BENCH_DIR, bench
         if not wanted(b.name):
             continue
         log(f"bench {b.name} ({b.script}) ...")
-        e = run_bench(b, bench_dir, quick, logs)
+        e = run_bench(b, bench_dir, quick, logs, records)
         log(f"  {e['status']} ({e.get('seconds', 0)} s){': ' + e['error'][:200] if e.get('error') else ''}")
         suite["entries"].append(e)
     for ev in evaluations:

@@ -71,7 +71,9 @@ def test_timeout_no_json_and_bad_records_are_entries(bench_dir, tmp_path):
     (bench_dir / "bench_slow.py").write_text("import time\ntime.sleep(30)\n")
     (bench_dir / "bench_silent.py").write_text(SILENT)
     benches = [bench_run.Bench("slow", "bench_slow.py", [], [], quick_timeout=1.0),
-               bench_run.Bench("silent", "bench_silent.py", [], [])]
+               bench_run.Bench("silent", "bench_silent.py", [], []),
+               bench_run.Bench("needs_gw", "bench_ok.py", [], ["--data", "{gw_records}"]),
+               bench_run.Bench("falls_back", "bench_ok.py", [], ["--data", "{gw_records}"], without_records=[])]
     evals = [bench_run.Evaluation("acc", "synth_records", "test", "greedy", "greedy")]
     suite = bench_run.run_suite(tmp_path / "out", quick=True, bench_dir=bench_dir, benches=benches,
                                 evaluations=evals, records={"synth_records": str(tmp_path)}, discover=False,
@@ -80,7 +82,9 @@ def test_timeout_no_json_and_bad_records_are_entries(bench_dir, tmp_path):
     assert by["slow"]["status"] == "timeout" and by["slow"]["seconds"] < 20
     assert by["silent"]["status"] == "error" and "no JSON" in by["silent"]["error"]
     assert by["acc"]["status"] == "error" and "not a record set" in by["acc"]["error"]
-    assert set(by) == {"slow", "silent", "acc"}                              # discover=False
+    assert by["needs_gw"]["status"] == "skipped" and by["falls_back"]["status"] == "ok"
+    assert by["falls_back"]["result"]["quick"] is False                     # ran with the fallback arguments
+    assert set(by) == {"slow", "silent", "needs_gw", "falls_back", "acc"}   # discover=False
 
 
 def test_markdown_tables_from_an_evaluation_entry():
