@@ -310,12 +310,8 @@ def evaluate_pipeline(pipeline: "Pipeline", records: Any, split: str = "test",
     their image crops (base64 PNG) for the report.  ``progress(done, total)`` is called after
     each page.  ``sclite`` (True or a directory for the ``.trn`` files) also scores WER with
     NIST sclite when it is installed.  See the module docstring for every definition.
+    Decoders built here from names are closed at the end (LM decoders may hold processes).
     """
-    from htr_tf.evaluate import score_lines
-    from htr_tf.geometry import crop
-    from htr_tf.layout_eval import LineCounts
-    from htr_tf.pipeline import Pipeline
-
     if limit is not None and limit < 0:
         raise DataError(f"limit must be >= 0, got {limit}")
     if isinstance(records, (str, os.PathLike)) or hasattr(records, "iter_forms"):
@@ -325,6 +321,27 @@ def evaluate_pipeline(pipeline: "Pipeline", records: Any, split: str = "test",
         samples = list(records)[:limit] if limit is not None else list(records)
         total, pages, source, split = len(samples), iter(samples), "page files", None
     decs = _decoders(pipeline, decoders)
+    owned = [d for (_, d), given in zip(decs, decoders or [None]) if isinstance(given, str)]
+    try:
+        report = _evaluate(pipeline, decs, pages, total, progress, worst, confusions)
+    finally:
+        for d in owned:
+            getattr(d, "close", lambda: None)()
+    report = {"kind": REPORT_KIND, "format_version": REPORT_FORMAT_VERSION, "records": source,
+              "split": split, **report}
+    if sclite:
+        report["sclite"] = _sclite_section(report, None if sclite is True else Path(sclite))
+    return report
+
+
+def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: Iterable[PageSample], total: int,
+              progress: Callable[[int, int], None] | None, worst: int, confusions: int) -> dict[str, Any]:
+    """The body of :func:`evaluate_pipeline` once its inputs are resolved."""
+    from htr_tf.evaluate import score_lines
+    from htr_tf.geometry import crop
+    from htr_tf.layout_eval import LineCounts
+    from htr_tf.pipeline import Pipeline
+
     names = [n for n, _ in decs]
     cached = _CachedBackend(pipeline.backend)
     pipes = [Pipeline(cached, d, pipeline.options) for _, d in decs]
@@ -360,13 +377,12 @@ def evaluate_pipeline(pipeline: "Pipeline", records: Any, split: str = "test",
         if page.line_boxes is None:
             has_boxes = False
         else:
-            if cached.last_lines is not None:
-                boxes, scores = cached.last_lines
-                keep = scores >= pipeline.options.min_line_score
-                one = LineCounts(IOU_THRESHOLD)
-                one.add(boxes[keep], scores[keep], page.line_boxes)
-                counts.add(boxes[keep], scores[keep], page.line_boxes)
-                row["recall50"], row["precision50"] = one.as_dict()["recall"], one.as_dict()["precision"]
+            boxes, scores = cached.last_lines or (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            keep = scores >= pipeline.options.min_line_score   # what the pipeline kept
+            one = LineCounts(IOU_THRESHOLD)
+            one.add(boxes[keep], scores[keep], page.line_boxes)
+            counts.add(boxes[keep], scores[keep], page.line_boxes)
+            row["recall50"], row["precision50"] = one.as_dict()["recall"], one.as_dict()["precision"]
             line_hyps: dict[str, list[Any]] = {}
             for (name, _), pipe in zip(decs, pipes):
                 t = time.perf_counter()
@@ -427,8 +443,7 @@ def evaluate_pipeline(pipeline: "Pipeline", records: Any, split: str = "test",
         match = by_id[(w["page"], w["id"])]
         w["cer"], w["char_edits"] = dict(match["cer"]), dict(match["char_edits"])
     n_pages = len(page_rows)
-    report: dict[str, Any] = {
-        "kind": REPORT_KIND, "format_version": REPORT_FORMAT_VERSION, "records": source, "split": split,
+    return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "backend": pipeline.backend.name, "options": asdict(pipeline.options),
         "decoders": [{"name": n, **_options(d)} for n, d in decs],
@@ -452,9 +467,6 @@ def evaluate_pipeline(pipeline: "Pipeline", records: Any, split: str = "test",
         "pages": page_rows,
         "lines": line_rows,
     }
-    if sclite:
-        report["sclite"] = _sclite_section(report, None if sclite is True else Path(sclite))
-    return report
 
 
 def _options(decoder: Any) -> dict[str, Any]:

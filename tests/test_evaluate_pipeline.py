@@ -302,3 +302,22 @@ def test_cli_evaluate_pipeline_on_records(pages_and_backend, tmp_path, capsys):
     assert main(["evaluate", "pipeline", "--data", str(tmp_path / "rec"), "--split", "nope",
                  "--backend", "fake-eval-test", "--quiet"]) == 1
     assert "no forms for split 'nope'" in capsys.readouterr().err
+
+
+def test_decoders_built_from_names_are_closed_and_given_ones_are_not(pages_and_backend):
+    from htr_tf.decode import GreedyDecoder, register_decoder
+
+    class Closing(GreedyDecoder):
+        name = "closing-test"
+        closed = 0
+
+        def close(self) -> None:
+            type(self).closed += 1
+
+    register_decoder("closing-test", Closing)
+    pages, backend = pages_and_backend
+    r = evaluate_pipeline(Pipeline(backend), pages, decoders=["closing-test"], worst=0)
+    assert Closing.closed == 1 and r["summary"][0]["decoder"] == "closing-test"
+    given = Closing()
+    evaluate_pipeline(Pipeline(backend), pages, decoders=[given, "greedy"], worst=0)
+    assert Closing.closed == 1                      # the caller's decoder stays open
