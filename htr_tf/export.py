@@ -20,6 +20,10 @@ both return
     :class:`htr_tf.decode.GreedyDecoder` computes it).
 ``metadata``
     no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info).
+``metadata_batch``
+    ``rows``: int32 ``[B]`` (any values) -> ``json`` string ``[B]``, the same JSON per row.
+    TF Serving's request batching rejects a signature without inputs ("Batching Run() must
+    have at least one input tensor"), so a batched recogniser answers only this one.
 
 The same JSON is the asset ``assets/htr.json``.  The export is written into a temporary
 directory beside ``out_dir`` and renamed into place.
@@ -111,6 +115,10 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
         def metadata(self):
             return {"json": tf.constant(meta_json)}
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="rows")])
+        def metadata_batch(self, rows):
+            return {"json": tf.fill(tf.shape(rows), tf.constant(meta_json))}
+
     return RecognizerModule()
 
 
@@ -155,6 +163,7 @@ def export_recognizer(recognizer: "Recognizer", out_dir: str | os.PathLike) -> P
             "recognize": module.recognize.get_concrete_function(),
             "recognize_bytes": module.recognize_bytes.get_concrete_function(),
             "metadata": module.metadata.get_concrete_function(),
+            "metadata_batch": module.metadata_batch.get_concrete_function(),
         }
         try:
             tf.saved_model.save(module, str(tmp), signatures=signatures)
