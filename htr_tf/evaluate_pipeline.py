@@ -287,6 +287,18 @@ def _thumbnail_png(gray: np.ndarray) -> str:
     return base64.b64encode(encode_png(gray)).decode("ascii")
 
 
+def _seen_crop(pipeline: "Pipeline", gray: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The line crop as the recogniser saw it (neighbours' ink painted out when the pipeline does)."""
+    from htr_tf.geometry import crop
+
+    c = crop(gray, box)
+    if getattr(pipeline.options, "isolate_lines", False):
+        from htr_tf.pipeline import isolate_line
+
+        c = isolate_line(c)
+    return c
+
+
 def _rates(scores: dict[str, Any]) -> dict[str, Any]:
     keep = ("cer", "wer", "char_edits", "ref_chars", "char_substitutions", "char_deletions", "char_insertions",
             "word_edits", "ref_words", "word_substitutions", "word_deletions", "word_insertions")
@@ -338,7 +350,6 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
               progress: Callable[[int, int], None] | None, worst: int, confusions: int) -> dict[str, Any]:
     """The body of :func:`evaluate_pipeline` once its inputs are resolved."""
     from htr_tf.evaluate import score_lines
-    from htr_tf.geometry import crop
     from htr_tf.layout_eval import LineCounts
     from htr_tf.pipeline import Pipeline
 
@@ -400,7 +411,7 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
                     key = (edits, edits / max(len(ref), 1), -len(line_rows))
                     if len(heap) < worst or key > heap[0][0]:
                         pb = line_hyps[names[0]][k].box or tuple(box)
-                        item = dict(lrow, image_png=_thumbnail_png(crop(page.image, pb)))
+                        item = dict(lrow, image_png=_thumbnail_png(_seen_crop(pipeline, page.image, pb)))
                         (heapq.heappush if len(heap) < worst else heapq.heappushpop)(heap, (key, item))
         page_rows.append(row)
         if progress is not None:
