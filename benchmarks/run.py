@@ -95,8 +95,17 @@ BENCHES: list[Bench] = [
           what="tf.data line input pipeline lines/s with and without augmentation"),
     Bench("synth", "bench_synth.py", ["--pages", "20"], ["--pages", "2"],
           what="synthetic IAM-format form generation pages/s on one core"),
-    Bench("tflite", "bench_tflite.py", [], None, what="TFLite recogniser speed and parity"),
-    Bench("serving", "bench_serving.py", [], None, what="gRPC serving latency and throughput"),
+    Bench("tflite", "bench_tflite.py",
+          ["--synth", "{synth_records}", "--gw", "{gw_records}", "--calibration", "{synth_records}",
+           "--limit", "300", "--layout", "--pages", "10"],
+          ["--synth", "{synth_records}", "--gw", "{gw_records}", "--calibration", "{synth_records}",
+           "--limit", "20", "--modes", "none", "dynamic", "--warmup", "2"],
+          timeout=3600.0, quick_timeout=600.0,
+          what="TFLite per quantisation vs Keras and SavedModel: size, ms per line (one thread), CER"),
+    Bench("serving", "bench_serving.py", ["--n-pages", "4", "--clients", "1,4,16"],
+          ["--n-pages", "2", "--clients", "1,4", "--pages-per-level", "4", "--seconds", "30"],
+          timeout=3600.0, quick_timeout=600.0,
+          what="page pipeline over gRPC (htr serve) vs in process: pages/s and latency per client count"),
 ]
 
 EVALUATIONS: list[Evaluation] = [
@@ -389,9 +398,10 @@ def _atomic_writer() -> Callable[[Path, str], None]:
 
 
 # -- markdown --------------------------------------------------------------------------------------
-_HEADLINE_KEYS = ("lines_per_s", "lines_per_second", "pages_per_s", "pages_per_second", "cer", "wer",
-                  "ms_per_page", "total", "infer", "train", "params", "flops", "latency", "throughput",
-                  "recall", "precision", "seconds")
+#: Keys whose numbers make a headline, most telling first.
+_HEADLINE_KEYS = ("lines_per_s", "lines_per_second", "pages_per_s", "pages_per_second", "seconds_per_page",
+                  "ms_per_page", "ms_per_line", "cer", "wer", "latency", "throughput", "recall", "precision",
+                  "infer", "train", "total", "params", "flops", "seconds")
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -401,7 +411,9 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
             out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
     elif isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
         for i, v in enumerate(obj):
-            label = v.get("decoder") or v.get("name") or v.get("mode") or i
+            label = str(v.get("decoder") or v.get("name") or v.get("mode") or i)
+            label += "".join(f",{k}={v[k]}" for k in ("beam", "beam_width", "processes", "backend", "augment",
+                                                        "clients") if k in v)
             out += _flatten({k: x for k, x in v.items() if k not in ("decoder", "name")},
                             f"{prefix}[{label}]")
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
@@ -411,8 +423,12 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def headline(result: Any, n: int = 8) -> str:
     """A few numbers of a benchmark's JSON whose names say speed or accuracy."""
+    def rank(key: str) -> int:
+        return next(i for i, h in enumerate(_HEADLINE_KEYS) if h in key.lower())
+
     leaves = [(k, v) for k, v in _flatten(result) if any(h in k.lower() for h in _HEADLINE_KEYS)
               and "loadavg" not in k and "load_average" not in k]
+    leaves.sort(key=lambda kv: rank(kv[0]))          # speed and accuracy first, sizes last
     parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in leaves[:n]]
     more = f" (+{len(leaves) - n} more in bench.json)" if len(leaves) > n else ""
     return ("; ".join(parts) + more) if parts else "see bench.json"

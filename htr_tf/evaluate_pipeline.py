@@ -467,8 +467,14 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         "timings": {
             "seconds": round(seconds, 3),
             "pages_per_second": round(n_pages / seconds, 3) if seconds > 0 and n_pages else None,
-            "seconds_per_page": {k: round(float(np.mean(v)), 4) for k, v in stage_times.items() if v},
-            "stage_note": f"area/lines/recognize/decode of one pipeline run with decoder {names[0]}",
+            "seconds_per_page": {k: round(float(np.mean(v[1:] if len(v) > 1 else v)), 4)
+                                 for k, v in stage_times.items() if v},
+            "seconds_per_page_median": {k: round(float(np.median(v[1:] if len(v) > 1 else v)), 4)
+                                        for k, v in stage_times.items() if v},
+            "first_page_seconds": round(stage_times["total"][0], 4) if stage_times["total"] else None,
+            "stage_note": f"area/lines/recognize/decode of one pipeline run with decoder {names[0]}"
+                          + ("; the first page (model warm-up) is left out of the means"
+                             if len(stage_times["total"]) > 1 else ""),
             "decode_seconds_per_page": {n: round(decode_times[n] / max(n_pages, 1), 4) for n in names},
             "line_level_lines_per_second": round(line_level_lines / line_level_seconds, 2)
             if line_level_seconds > 0 else None,
