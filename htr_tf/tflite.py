@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from htr_tf.errors import ConfigError, DataError, ModelError
+from htr_tf.models.lines import LineDetector
+from htr_tf.models.paragraph import ParagraphModel
 
 if TYPE_CHECKING:
     from htr_tf.charset import Charset
@@ -384,14 +386,14 @@ def load_keras_bundle(kind: str, path: "str | os.PathLike | None") -> Any:
 
 
 # -- calibration data ---------------------------------------------------------------------------------
-def recognizer_input(recognizer_geometry: "LineGeometry", width_downsample: int, image: np.ndarray,
+def recognizer_input(geometry: "LineGeometry", width_downsample: int, image: np.ndarray,
                      width: int) -> np.ndarray:
     """One paper-padded uint8 line ``[H, W]`` -> the TFLite recogniser's float32 ``[1, H, W', 1]``.
 
     ``W' = ceil(width / width_downsample) * width_downsample``: exactly the line's frames.
     Columns past ``width`` are blank paper (0), as the Keras path makes them.
     """
-    H = recognizer_geometry.height
+    H = geometry.height
     w = int(width)
     n = max(1, math.ceil(w / width_downsample)) * width_downsample
     x = np.zeros((1, H, n, 1), np.float32)
@@ -597,61 +599,51 @@ def _layout_config(meta: dict, kind: str, path: Any):
         raise ModelError(f"{path}: bad htr-tf metadata: {e}") from None
 
 
-def _paragraph_class():
-    from htr_tf.models.paragraph import ParagraphModel
-
-    class TFLiteParagraphModel(ParagraphModel):
-        """ParagraphModel whose network runs in LiteRT (pre/post-processing unchanged)."""
-
-        runner: TFLiteModel
-
-        def masks(self, inputs: np.ndarray) -> np.ndarray:
-            x = np.asarray(inputs, np.float32)
-            return np.stack([self.runner.run(image=x[i][None, :, :, None])[0, :, :, 0] for i in range(len(x))])
-
-        def count_params(self) -> int:
-            raise ModelError("a TFLite model does not count its parameters")
-
-    return TFLiteParagraphModel
-
-
-def _lines_class():
-    from htr_tf.models.lines import LineDetector
-
-    class TFLiteLineDetector(LineDetector):
-        """LineDetector whose network runs in LiteRT (pre/post-processing unchanged)."""
-
-        runner: TFLiteModel
-
-        def mask(self, inputs: np.ndarray) -> np.ndarray:
-            return self.runner.run(image=np.asarray(inputs, np.float32)[None, :, :, None])[0, :, :, 0]
-
-        def count_params(self) -> int:
-            raise ModelError("a TFLite model does not count its parameters")
-
-    return TFLiteLineDetector
-
-
 class _LayoutRunner(TFLiteModel):
     def __init__(self, kind: str, path: "str | os.PathLike", num_threads: int | None = None) -> None:
         self.kind = kind
         super().__init__(path, num_threads)
 
 
-def TFLiteParagraph(path: "str | os.PathLike", num_threads: int | None = None):
-    """A :class:`~htr_tf.models.paragraph.ParagraphModel` whose ``masks`` run the TFLite file."""
-    runner = _LayoutRunner("paragraph", path, num_threads)
-    model = _paragraph_class()(None, _layout_config(runner.meta, "paragraph", path), dict(runner.meta.get("info") or {}))
-    model.runner = runner
-    return model
+class TFLiteParagraph(ParagraphModel):
+    """A :class:`~htr_tf.models.paragraph.ParagraphModel` whose network runs a TFLite file on
+    LiteRT; ``preprocess``, ``postprocess`` and ``detect`` are the Keras model's own."""
+
+    runner: TFLiteModel
+
+    @classmethod
+    def open(cls, path: "str | os.PathLike", num_threads: int | None = None) -> "TFLiteParagraph":
+        runner = _LayoutRunner("paragraph", path, num_threads)
+        model = cls(None, _layout_config(runner.meta, "paragraph", path), dict(runner.meta.get("info") or {}))
+        model.runner = runner
+        return model
+
+    def masks(self, inputs: np.ndarray) -> np.ndarray:
+        x = np.asarray(inputs, np.float32)
+        return np.stack([self.runner.run(image=x[i][None, :, :, None])[0, :, :, 0] for i in range(len(x))])
+
+    def count_params(self) -> int:
+        raise ModelError("a TFLite model does not count its parameters")
 
 
-def TFLiteLines(path: "str | os.PathLike", num_threads: int | None = None):
-    """A :class:`~htr_tf.models.lines.LineDetector` whose ``mask`` runs the TFLite file."""
-    runner = _LayoutRunner("lines", path, num_threads)
-    model = _lines_class()(None, _layout_config(runner.meta, "lines", path), dict(runner.meta.get("info") or {}))
-    model.runner = runner
-    return model
+class TFLiteLines(LineDetector):
+    """A :class:`~htr_tf.models.lines.LineDetector` whose network runs a TFLite file on LiteRT;
+    ``preprocess``, ``postprocess`` and ``detect`` are the Keras model's own."""
+
+    runner: TFLiteModel
+
+    @classmethod
+    def open(cls, path: "str | os.PathLike", num_threads: int | None = None) -> "TFLiteLines":
+        runner = _LayoutRunner("lines", path, num_threads)
+        model = cls(None, _layout_config(runner.meta, "lines", path), dict(runner.meta.get("info") or {}))
+        model.runner = runner
+        return model
+
+    def mask(self, inputs: np.ndarray) -> np.ndarray:
+        return self.runner.run(image=np.asarray(inputs, np.float32)[None, :, :, None])[0, :, :, 0]
+
+    def count_params(self) -> int:
+        raise ModelError("a TFLite model does not count its parameters")
 
 
 def _bundled(kind: str) -> Path:
@@ -684,8 +676,8 @@ class TFLiteBackend:
         rec = TFLiteRecognizer(recognizer if recognizer is not None else _bundled("recognizer"), num_threads)
         par = None
         if use_paragraph:
-            par = TFLiteParagraph(paragraph if paragraph is not None else _bundled("paragraph"), num_threads)
-        det = TFLiteLines(lines if lines is not None else _bundled("lines"), num_threads)
+            par = TFLiteParagraph.open(paragraph if paragraph is not None else _bundled("paragraph"), num_threads)
+        det = TFLiteLines.open(lines if lines is not None else _bundled("lines"), num_threads)
         return cls(rec, par, det)
 
     def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:

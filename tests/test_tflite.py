@@ -148,8 +148,8 @@ def test_recognizer_equals_keras(local, converted):
 
 
 def test_layout_models_equal_keras(local, converted):
-    par = tflite.TFLiteParagraph(converted["paragraph"])
-    det = tflite.TFLiteLines(converted["lines"])
+    par = tflite.TFLiteParagraph.open(converted["paragraph"])
+    det = tflite.TFLiteLines.open(converted["lines"])
     for seed in (0, 1):
         page = draw_form(seed)[0]
         x, _ = local.paragraph.preprocess(page)
@@ -218,7 +218,7 @@ def test_quantize_modes_make_files_that_run(bundles, converted, local, tiny_line
     if mode == "int8":   # the layout models calibrate on pages through their own preprocess
         lines_out = tmp_path / "lines-int8.tflite"
         tflite.convert_bundle("lines", bundles["lines"], lines_out, "int8", form_records, "train", 3)
-        det = tflite.TFLiteLines(lines_out)
+        det = tflite.TFLiteLines.open(lines_out)
         page = draw_form(0)[0]
         x, _, _ = local.lines.preprocess(page)
         np.testing.assert_allclose(det.mask(x), local.lines.mask(x), atol=0.1)
