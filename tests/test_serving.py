@@ -130,13 +130,13 @@ def line_batch_inputs(geometry, n=2, width=48):
 # -- repository and configs ----------------------------------------------------------------------------
 def test_repository_layout_and_configs(repo):
     entries = check_repository(repo)
-    assert [e.name for e in entries] == ["recognizer", "paragraph", "lines"]
+    assert [e.name for e in entries] == ["recognizer", "paragraph", "lines", "layout"]
     for e in entries:
         assert (repo / e.name / "1" / "saved_model.pb").is_file() and e.policy == ("latest", 1)
     assert not [p for p in repo.rglob(".*")]                     # no staging directories left
     config = parse_models_config((repo / "models.config").read_text())
     assert {c.name: c.base_path for c in config.model_config_list.config} == {
-        n: f"/models/{n}" for n in ("recognizer", "paragraph", "lines")}
+        n: f"/models/{n}" for n in ("recognizer", "paragraph", "lines", "layout")}
     batching = parse_batching_config((repo / "batching.config").read_text())
     assert batching.pad_variable_length_inputs and batching.max_batch_size.value == 64
     assert parse_monitoring_config((repo / "monitoring.config").read_text()).prometheus_config.enable
@@ -145,6 +145,7 @@ def test_repository_layout_and_configs(repo):
     assert per_model == batching
     assert not (repo / "paragraph" / "1" / BATCHING_PARAMS_FILE).exists()
     assert not (repo / "lines" / "1" / BATCHING_PARAMS_FILE).exists()
+    assert not (repo / "layout" / "1" / BATCHING_PARAMS_FILE).exists()
 
 
 def test_committed_configs_are_the_generated_ones():
@@ -212,6 +213,8 @@ def test_metadata_lists_the_signatures_and_status(client):
     assert sigs["recognize"]["inputs"]["widths"]["dtype"] == "int32"
     assert {"log_probs", "lengths", "text", "confidence"} == set(sigs["recognize"]["outputs"])
     assert {"detect", "serving_default", "metadata"} <= set(client.signatures("paragraph"))
+    layout = client.signatures("layout")["detect"]
+    assert set(layout["inputs"]) == {"image"} and set(layout["outputs"]) == {"box", "score", "found", "boxes", "scores"}
     assert sigs_in(client, "lines") >= {"detect", "detect_page", "metadata"}
     version, defs = client.model_metadata("lines")
     assert version == 1 and defs["detect"].method_name == "tensorflow/serving/predict"
@@ -229,6 +232,7 @@ def test_grpc_pipeline_gives_the_in_process_text(server, local, pages):
     from htr_tf.pipeline import Pipeline, make_backend
 
     backend = make_backend("grpc", address=server.address)
+    assert backend.models["layout"] == "layout"          # area and lines in one call per page
     assert backend.charset == local.charset and backend.geometry == local.geometry
     assert backend.width_downsample == local.width_downsample and backend.recognizer_version == 1
     n_lines = 0
@@ -244,6 +248,11 @@ def test_grpc_pipeline_gives_the_in_process_text(server, local, pages):
             np.testing.assert_allclose([ln.box for ln in got_lines], [ln.box for ln in ref_lines], atol=1.0)
             np.testing.assert_allclose(got.regions[0].box, ref.regions[0].box, atol=1.0)
     assert n_lines >= 10                                # real lines were found and recognised
+    # separate area and line calls (a server without the layout model) give the same
+    separate = make_backend("grpc", address=server.address, layout="not-served")
+    assert separate.models["layout"] is None
+    for page in pages:
+        assert Pipeline(separate).run(page).text == Pipeline(local).run(page).text
     # the log-probabilities themselves, over gRPC and in process
     inputs = line_batch_inputs(local.geometry, 3)
     lp, lengths = backend.log_probs(inputs["images"], inputs["widths"])
@@ -434,7 +443,7 @@ def test_start_errors(repo, server, tmp_path):
         serve(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     shutil.copy(repo / "models.config", tmp_path / "empty" / "models.config")
-    with pytest.raises(ModelError, match="nothing to serve for recognizer, paragraph, lines"):
+    with pytest.raises(ModelError, match="nothing to serve for recognizer, paragraph, lines, layout"):
         serve(tmp_path / "empty", port=0)
     with pytest.raises(ConfigError, match="both a certificate and a key"):
         ServerOptions(tls_cert="cert.pem")
@@ -480,3 +489,36 @@ def test_metadata_json_is_the_bundles(client, bundles):
     meta = json.loads(out["json"][0])
     assert meta == json.loads((bundles["recognizer"] / "htr.json").read_text())
     assert json.loads(client.predict("recognizer", {}, "metadata")["json"].item()) == meta
+
+
+def test_sigterm_lets_running_requests_finish(monkeypatch, repo, tmp_path):
+    import os
+    import signal
+
+    from htr_tf.serving import Client, ServerUnavailable, serve
+    from htr_tf.serving.server import run_until_signalled, stop_signals
+
+    only_lines = tmp_path / "lines.config"
+    only_lines.write_text(models_config_text(["lines"]))
+    stop, restore = stop_signals()
+    srv = serve(repo, only_lines, port=0, grace_seconds=20)
+    release, running = block_model(monkeypatch, srv, "lines")
+    page = draw_form(0)[0]
+    results: list = []
+    client = Client(srv.address, retries=0)
+    in_flight = threading.Thread(target=lambda: results.append(
+        client.predict("lines", {"image": page}, "detect_page")))
+    in_flight.start()
+    wait_for(lambda: running, what="a running request")
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)                 # handled: sets the event, does not kill pytest
+        threading.Timer(0.5, release.set).start()
+        assert run_until_signalled(srv, stop) == 0          # returns once the running request is done
+    finally:
+        restore()
+        release.set()
+    in_flight.join(10)
+    assert results and results[0]["boxes"].shape[1] == 4
+    with pytest.raises(ServerUnavailable):
+        Client(srv.address, retries=0).model_status("lines")
+    client.close()

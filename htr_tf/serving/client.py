@@ -9,10 +9,13 @@ one clear line: :class:`ServerUnavailable` when nothing answers, :class:`~htr_tf
 for a missing model or signature, :class:`~htr_tf.errors.DataError` for a request the
 server rejected, :class:`ServingError` for the rest.
 
-:class:`GrpcBackend` implements :class:`htr_tf.pipeline.Backend` over three served models
+:class:`GrpcBackend` implements :class:`htr_tf.pipeline.Backend` over the served models
 (``paragraph``, ``lines``, ``recognizer``), so ``Pipeline(GrpcBackend.connect(...), decoder)``
 runs the in-process pipeline's code with the networks on the server and CTC/LM decoding
-here.  The charset, line geometry and width downsampling come from the served
+here.  When the server also has ``layout`` (paragraph and lines in one graph, see
+:func:`htr_tf.serving.repository.export_layout`), ``find_area`` sends the page once and
+gets its lines too; the ``find_lines`` call that follows for that page and area is answered
+from them.  The charset, line geometry and width downsampling come from the served
 recogniser's metadata JSON (signature ``metadata_batch``, or ``metadata`` for exports that
 predate it), never from a local copy; requests then name the version that JSON came from,
 so a charset never meets another version's outputs.
@@ -75,12 +78,15 @@ class Client:
     ``UNAVAILABLE``/``RESOURCE_EXHAUSTED`` answer, waiting ``backoff * 2**i`` seconds (with
     jitter, at most ``max_backoff``).  ``root_certificates`` (PEM path or bytes) turns on
     TLS; ``server_name`` overrides the name checked in the server's certificate.
+    ``channel_options`` are extra gRPC channel arguments, e.g. ``[("grpc.lb_policy_name",
+    "round_robin")]`` with a ``dns:///`` address to spread calls over replicas.
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, retries: int = 3,
                  backoff: float = 0.1, max_backoff: float = 2.0, max_message_bytes: int = 64 * 1024 * 1024,
                  root_certificates: str | bytes | Path | None = None, server_name: str | None = None,
-                 retry_codes: Iterable[str] = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")) -> None:
+                 retry_codes: Iterable[str] = ("UNAVAILABLE", "RESOURCE_EXHAUSTED"),
+                 channel_options: Sequence[tuple[str, Any]] = ()) -> None:
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
@@ -92,7 +98,7 @@ class Client:
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.retry_codes = {getattr(grpc.StatusCode, c) for c in retry_codes}
         options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
+                   ("grpc.max_send_message_length", max_message_bytes), *channel_options]
         if root_certificates is not None:
             if server_name:
                 options.append(("grpc.ssl_target_name_override", server_name))
@@ -163,7 +169,7 @@ class Client:
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, model, version, version_label, signature)
         for k, v in inputs.items():
-            request.inputs[k].CopyFrom(to_tensor_proto(v))
+            to_tensor_proto(v, request.inputs[k])
         if output_filter:
             request.output_filter.extend(output_filter)
         response = self._call(self._prediction.Predict, request, timeout, f"Predict {model}/{signature}")
@@ -244,13 +250,26 @@ class GrpcBackend:
     name = "grpc"
 
     def __init__(self, client: Client, recognizer: str = "recognizer", paragraph: str | None = "paragraph",
-                 lines: str = "lines") -> None:
+                 lines: str = "lines", layout: str | None = "layout") -> None:
         self.client = client
-        self.models = {"recognizer": recognizer, "paragraph": paragraph, "lines": lines}
+        self.models = {"recognizer": recognizer, "paragraph": paragraph, "lines": lines,
+                       "layout": layout if paragraph else None}
         self._lock = threading.Lock()
+        self._last_layout = threading.local()   # per thread: (page, area, boxes, scores) of the last page
         self.recognizer_version = 0
         self.metadata: dict[str, Any] = {}
         self._refresh()
+        if self.models["layout"]:
+            try:
+                meta, _ = self._fetch_metadata(self.models["layout"])
+            except ModelError as e:
+                if getattr(e, "grpc_code", "") != "NOT_FOUND":
+                    raise
+                meta = {"kind": "layout"}
+                self.models["layout"] = None       # not served here: separate calls
+            if meta.get("kind") != "layout":
+                raise ModelError(f"model server at {client.address}: model {self.models['layout']!r} is a "
+                                 f"{meta.get('kind')!r} model, expected 'layout'")
         for kind in ("paragraph", "lines"):
             if self.models[kind]:
                 meta, _ = self._fetch_metadata(self.models[kind])
@@ -260,17 +279,19 @@ class GrpcBackend:
 
     @classmethod
     def connect(cls, address: str = DEFAULT_ADDRESS, recognizer: str = "recognizer", paragraph: str = "paragraph",
-                lines: str = "lines", use_paragraph: bool = True, timeout: float = 30.0, retries: int = 3,
-                root_certificates: str | bytes | Path | None = None, server_name: str | None = None
-                ) -> "GrpcBackend":
+                lines: str = "lines", use_paragraph: bool = True, layout: str | None = "layout",
+                timeout: float = 30.0, retries: int = 3,
+                root_certificates: str | bytes | Path | None = None, server_name: str | None = None,
+                channel_options: Sequence[tuple[str, Any]] = ()) -> "GrpcBackend":
         """Connect to the server at ``address`` and read the recogniser's metadata.
 
-        ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area).
+        ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area);
+        ``layout=None`` (or a server without that model) makes separate area and line calls.
         """
         client = Client(address, timeout=timeout, retries=retries, root_certificates=root_certificates,
-                        server_name=server_name)
+                        server_name=server_name, channel_options=channel_options)
         try:
-            return cls(client, recognizer, paragraph if use_paragraph else None, lines)
+            return cls(client, recognizer, paragraph if use_paragraph else None, lines, layout)
         except Exception:
             client.close()
             raise
@@ -324,15 +345,26 @@ class GrpcBackend:
 
     # -- the Backend protocol ---------------------------------------------------------------------
     def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
-        page = np.ascontiguousarray(page, np.uint8)
+        given, page = page, np.ascontiguousarray(page, np.uint8)
+        self._last_layout.value = None
         if not self.models["paragraph"]:
             h, w = page.shape[:2]
             return np.array([0, 0, w, h], np.float32), 0.0
-        out = self.client.predict(self.models["paragraph"], {"image": page}, "detect")
+        model = self.models["layout"] or self.models["paragraph"]
+        out = self.client.predict(model, {"image": page}, "detect")
         found = bool(np.asarray(out["found"]).reshape(-1)[0])
-        return np.asarray(out["box"], np.float32).reshape(4), float(out["score"]) if found else 0.0
+        box = np.asarray(out["box"], np.float32).reshape(4)
+        if self.models["layout"]:
+            self._last_layout.value = (given, box, np.asarray(out["boxes"], np.float32).reshape(-1, 4),
+                                       np.asarray(out["scores"], np.float32).reshape(-1))
+        return box, float(out["score"]) if found else 0.0
 
     def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        last = getattr(self._last_layout, "value", None)
+        self._last_layout.value = None
+        if (last is not None and region is not None and last[0] is page
+                and np.array_equal(np.asarray(region, np.float32).reshape(-1), last[1])):
+            return last[2], last[3]            # found with the area by the layout model
         page = np.ascontiguousarray(page, np.uint8)
         if region is None:
             out = self.client.predict(self.models["lines"], {"image": page}, "detect_page")

@@ -3,7 +3,9 @@
 ``write_repository`` exports the recogniser, the handwritten-area model and the line
 detector (each with its named signatures, see :mod:`htr_tf.export`,
 :func:`htr_tf.models.paragraph.export_paragraph`, :func:`htr_tf.models.lines.export_lines`)
-into TF Serving's layout and writes, when absent:
+into TF Serving's layout, plus ``layout``: the two exported layout SavedModels composed into
+one (:func:`export_layout`), so a client sends a page once and gets its area and lines in one
+round trip.  It writes, when absent:
 
 ``models.config``
     ``ModelServerConfig``: one ``model_config_list`` entry per model, base path
@@ -39,13 +41,16 @@ from typing import Any, Iterable
 from htr_tf.errors import ConfigError, ModelError
 from htr_tf.fileio import atomic_write_text
 
-__all__ = ["MODEL_KINDS", "CONFIG_FILES", "CONTAINER_ROOT", "BATCHING_PARAMS_FILE", "ModelEntry",
+__all__ = ["MODEL_KINDS", "SERVED_MODELS", "CONFIG_FILES", "CONTAINER_ROOT", "BATCHING_PARAMS_FILE", "ModelEntry",
+           "export_layout",
            "models_config_text", "BATCHING_CONFIG_TEXT", "MONITORING_CONFIG_TEXT", "parse_models_config",
            "parse_batching_config", "parse_monitoring_config", "read_model_entries", "available_versions",
            "aspired_versions", "write_repository", "check_repository"]
 
-#: The served models, by name (the name is also the kind of model).
+#: The exported models, by name (the name is also the kind of model).
 MODEL_KINDS = ("recognizer", "paragraph", "lines")
+#: ... and what a repository serves: those plus ``layout`` (paragraph then lines, one graph).
+SERVED_MODELS = MODEL_KINDS + ("layout",)
 CONFIG_FILES = ("models.config", "batching.config", "monitoring.config")
 #: Where the repository lives inside the serving image (``Dockerfile.serving``).
 CONTAINER_ROOT = "/models"
@@ -57,7 +62,7 @@ BATCHED_MODELS = ("recognizer",)
 _HEADER = "# Written by `htr export repository` (htr_tf/serving/repository.py); see serving/README.md.\n"
 
 
-def models_config_text(names: Iterable[str] = MODEL_KINDS, root: str = CONTAINER_ROOT, num_versions: int = 1) -> str:
+def models_config_text(names: Iterable[str] = SERVED_MODELS, root: str = CONTAINER_ROOT, num_versions: int = 1) -> str:
     """``ModelServerConfig`` text: each model under ``root/NAME``, the latest ``num_versions`` served."""
     blocks = []
     for name in names:
@@ -290,29 +295,83 @@ def _next_version(model_dir: Path) -> int:
     return max(existing, default=0) + 1
 
 
+def export_layout(paragraph_dir: str | os.PathLike, lines_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Compose an exported paragraph and lines SavedModel into one (written beside ``out_dir``,
+    renamed into place).
+
+    Signatures: ``detect`` (also ``serving_default``): ``image`` uint8 ``[H, W]`` -> the
+    paragraph model's ``box``, ``score``, ``found`` and the line detector's ``boxes``,
+    ``scores`` inside that box (exactly the two models' ``detect`` one after the other);
+    ``metadata``: ``json`` ``{"kind": "layout", "paragraph": ..., "lines": ...}`` (their ``htr.json``).
+    """
+    import json
+
+    import tensorflow as tf
+
+    from htr_tf.models.layout_common import save_module
+
+    par, lin = tf.saved_model.load(str(paragraph_dir)), tf.saved_model.load(str(lines_dir))
+    metas = {}
+    for kind, loaded in (("paragraph", par), ("lines", lin)):
+        meta = json.loads(loaded.signatures["metadata"]()["json"].numpy().decode("utf-8"))
+        if meta.get("kind") != kind:
+            raise ModelError(f"{paragraph_dir if kind == 'paragraph' else lines_dir}: a {meta.get('kind')!r} "
+                             f"export, expected {kind!r}")
+        metas[kind] = meta
+    meta_json = json.dumps({"kind": "layout", "format_version": 1, **metas}, indent=2, ensure_ascii=False)
+
+    class LayoutModule(tf.Module):
+        def __init__(self, asset: Path) -> None:
+            super().__init__(name="htr_layout")
+            self.paragraph, self.lines = par, lin
+            self.htr_json = tf.saved_model.Asset(str(asset))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.uint8, name="image")])
+        def detect(self, image):
+            area = self.paragraph.detect(image)
+            found = self.lines.detect(image, area["box"])
+            return {"box": area["box"], "score": area["score"], "found": area["found"],
+                    "boxes": found["boxes"], "scores": found["scores"]}
+
+        @tf.function(input_signature=[])
+        def metadata(self):
+            return {"json": tf.constant(meta_json)}
+
+    return save_module(LayoutModule, meta_json, out_dir,
+                       lambda m: {"serving_default": m.detect.get_concrete_function(),
+                                  "detect": m.detect.get_concrete_function(),
+                                  "metadata": m.metadata.get_concrete_function()})
+
+
 def write_repository(out: str | os.PathLike, version: int | None = None, recognizer: Any = None,
                      paragraph: Any = None, lines: Any = None, models: Iterable[str] = MODEL_KINDS,
                      log: Any = None) -> dict[str, int]:
     """Export ``models`` into the repository ``out``; returns ``{name: version written}``.
 
     ``recognizer``/``paragraph``/``lines`` are bundle directories or loaded models (None:
-    the bundled ones).  ``version`` None takes one more than the model's highest version
-    (1 in a new repository); an existing version is never overwritten, because a running
-    server would not reload it.  Each version is exported into a hidden staging directory
-    (ignored by TF Serving and ``htr serve``) and renamed into place complete, batching
-    file included.  The three configs are written when absent and kept when present
-    (edit them to change the version policy).
+    the bundled ones).  Whenever paragraph or lines is written, ``layout`` is composed
+    again from the repository's latest paragraph and lines versions.  ``version`` None
+    takes one more than the model's highest version (1 in a new repository); an existing
+    version is never overwritten, because a running server would not reload it.  Each
+    version is exported into a hidden staging directory (ignored by TF Serving and
+    ``htr serve``) and renamed into place complete, batching file included.  The three
+    configs are written when absent and kept when present (edit them to change the
+    version policy).
     """
     out = Path(out)
     models = list(models)
-    unknown = [m for m in models if m not in MODEL_KINDS]
+    unknown = [m for m in models if m not in SERVED_MODELS]
     if unknown or not models:
-        raise ConfigError(f"unknown models {unknown}; choose from {', '.join(MODEL_KINDS)}")
+        raise ConfigError(f"unknown models {unknown}; choose from {', '.join(SERVED_MODELS)}")
     if version is not None and version < 1:
         raise ConfigError(f"version must be >= 1, got {version}")
+    if ("paragraph" in models or "lines" in models) and "layout" not in models:
+        models.append("layout")
     sources = {"recognizer": recognizer, "paragraph": paragraph, "lines": lines}
     plan = {}
-    for kind in models:
+    for kind in SERVED_MODELS:
+        if kind not in models:
+            continue
         v = version if version is not None else _next_version(out / kind)
         if (out / kind / str(v)).exists():
             raise ConfigError(f"{out / kind / str(v)} exists; a running server would not reload it: "
@@ -320,12 +379,22 @@ def write_repository(out: str | os.PathLike, version: int | None = None, recogni
         plan[kind] = v
     written = {}
     for kind, v in plan.items():
-        src = sources[kind]
-        model = src if src is not None and not isinstance(src, (str, os.PathLike)) else _load(kind, src)
         final = out / kind / str(v)
         staging = out / kind / f".{v}.staging-{uuid.uuid4().hex[:8]}"
         try:
-            _exporter(kind)(model, staging)
+            if kind == "layout":
+                parts = []
+                for part in ("paragraph", "lines"):
+                    have = available_versions(out / part)
+                    if not have:
+                        raise ConfigError(f"{out}: the layout model needs a {part} model in the repository; "
+                                          f"export it too")
+                    parts.append(out / part / str(have[-1]))
+                export_layout(parts[0], parts[1], staging)
+            else:
+                src = sources[kind]
+                model = src if src is not None and not isinstance(src, (str, os.PathLike)) else _load(kind, src)
+                _exporter(kind)(model, staging)
             if kind in BATCHED_MODELS:
                 atomic_write_text(staging / BATCHING_PARAMS_FILE, BATCHING_CONFIG_TEXT)
             os.replace(staging, final)
@@ -335,7 +404,8 @@ def write_repository(out: str | os.PathLike, version: int | None = None, recogni
         written[kind] = v
         if log:
             log(f"exported {kind} version {v} -> {final}")
-    texts = {"models.config": models_config_text(), "batching.config": BATCHING_CONFIG_TEXT,
+    present = [k for k in SERVED_MODELS if available_versions(out / k)]
+    texts = {"models.config": models_config_text(present), "batching.config": BATCHING_CONFIG_TEXT,
              "monitoring.config": MONITORING_CONFIG_TEXT}
     for name, text in texts.items():
         if not (out / name).exists():

@@ -42,7 +42,7 @@ import numpy as np
 from htr_tf.errors import ConfigError, DataError, ModelError
 from htr_tf.serving.repository import ModelEntry, aspired_versions, available_versions, read_model_entries
 
-__all__ = ["ServerOptions", "Servable", "ModelManager", "ModelServer", "serve", "run_until_signalled",
+__all__ = ["ServerOptions", "Servable", "ModelManager", "ModelServer", "serve", "run_until_signalled", "stop_signals",
            "DEFAULT_SIGNATURE"]
 
 log = logging.getLogger("htr_tf.serving")
@@ -142,7 +142,7 @@ def check_inputs(servable: Servable, signature: str, request_inputs: Any) -> dic
                          f"input '{key}' of signature '{signature}' must be {dtype_name(info.dtype)}, "
                          f"got {dtype_name(proto.dtype)}")
         try:
-            value = from_tensor_proto(proto, f"input '{key}'")
+            value = from_tensor_proto(proto, f"input '{key}'", copy=False)   # tf.constant copies
         except DataError as e:
             raise _Abort("INVALID_ARGUMENT", str(e)) from None
         if not info.tensor_shape.unknown_rank:
@@ -341,7 +341,7 @@ def _make_services(manager: ModelManager) -> tuple[Any, Any]:
                 response = predict_pb2.PredictResponse()
                 spec_of(servable, signature, response.model_spec)
                 for alias in wanted:
-                    response.outputs[alias].CopyFrom(to_tensor_proto(result[alias]))
+                    to_tensor_proto(result[alias], response.outputs[alias])
                 return response
 
             return _answer(context, run)
@@ -493,18 +493,35 @@ def serve(repository: str | os.PathLike | None = None, model_config: str | os.Pa
     return ModelServer(entries, options).start()
 
 
-def run_until_signalled(server: ModelServer) -> int:
-    """Block until SIGTERM or SIGINT, then stop gracefully (running requests finish); returns 0."""
+def stop_signals() -> tuple[threading.Event, Any]:
+    """Make SIGTERM and SIGINT set an event (install before loading: a signal during start-up
+    is then a clean stop too); returns (event, a function that restores the old handlers)."""
     import signal
 
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    return stop, restore
+
+
+def run_until_signalled(server: ModelServer, stop: threading.Event | None = None) -> int:
+    """Block until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully: running requests
+    finish within the grace period.  Returns 0."""
+    restore = None
+    if stop is None:
+        stop, restore = stop_signals()
     try:
         while not stop.wait(0.5):
             pass
         log.info("stopping: running requests get %.0f s to finish", server.options.grace_seconds)
+        t = time.monotonic()
         server.stop()
+        log.info("stopped in %.1f s", time.monotonic() - t)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        if restore is not None:
+            restore()
     return 0

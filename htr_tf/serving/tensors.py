@@ -45,14 +45,19 @@ def dtype_name(dtype: int) -> str:
     return DTYPES[dtype][0] if dtype in DTYPES else f"DataType {dtype}"
 
 
-def to_tensor_proto(value: Any) -> Any:
-    """A numpy array (numbers, bools, ``bytes``/``str`` strings) or scalar as a ``TensorProto``."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+def to_tensor_proto(value: Any, proto: Any = None) -> Any:
+    """A numpy array (numbers, bools, ``bytes``/``str`` strings) or scalar as a ``TensorProto``.
 
+    ``proto`` (an empty ``TensorProto``, e.g. ``request.inputs[name]``) is filled in place,
+    which saves copying a page-sized message once more.
+    """
+    if proto is None:
+        from tensorflow.core.framework import tensor_pb2
+
+        proto = tensor_pb2.TensorProto()
     a = np.asarray(value)
-    proto = tensor_pb2.TensorProto(
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in a.shape]))
+    for d in a.shape:
+        proto.tensor_shape.dim.add(size=int(d))
     if a.dtype.kind in "OSU":
         proto.dtype = DT_STRING
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode("utf-8") for v in a.reshape(-1))
@@ -67,8 +72,10 @@ def to_tensor_proto(value: Any) -> Any:
     return proto
 
 
-def from_tensor_proto(proto: Any, name: str = "tensor") -> np.ndarray:
+def from_tensor_proto(proto: Any, name: str = "tensor", copy: bool = True) -> np.ndarray:
     """A ``TensorProto`` as a numpy array (strings as an object array of ``bytes``).
+
+    ``copy=False`` may return a read-only view of the proto's bytes (no copy of a page).
 
     A malformed proto (unknown type, content that does not fill the shape, a negative
     dimension) gives a :class:`DataError` naming ``name``.
@@ -90,11 +97,12 @@ def from_tensor_proto(proto: Any, name: str = "tensor") -> np.ndarray:
         out[:] = vals if len(vals) == n else (vals * n)
         return out.reshape(shape)
     dtype = np.dtype(np_type).newbyteorder("<")
-    if proto.tensor_content:
-        if len(proto.tensor_content) != n * dtype.itemsize:
-            raise DataError(f"{name}: {len(proto.tensor_content)} bytes of content for a {type_name} "
+    content = proto.tensor_content          # each access copies the bytes out of the message: once
+    if content:
+        if len(content) != n * dtype.itemsize:
+            raise DataError(f"{name}: {len(content)} bytes of content for a {type_name} "
                             f"tensor of shape {list(shape)} ({n * dtype.itemsize} expected)")
-        return np.frombuffer(proto.tensor_content, dtype).astype(np_type).reshape(shape)  # a writable copy
+        return np.frombuffer(content, dtype).astype(np_type, copy=copy).reshape(shape)
     vals = getattr(proto, field)
     if proto.dtype == DT_HALF:
         arr = np.asarray(vals, np.uint16).view(np.float16)
