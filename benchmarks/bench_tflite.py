@@ -14,8 +14,9 @@ a SavedModel; then every variant recognises the same lines one at a time on ONE 
 * ``cer``: greedy CER (%) on ``--synth`` split ``--synth-split`` (``--limit`` lines) and on
   ``--gw`` split ``--gw-split`` (GW pages 278-279), and the change against Keras in points.
 
-``--layout`` adds the paragraph and line models: size, ms per page (model only) and how far
-their boxes move against Keras on ``--pages`` synthetic forms.  The CPU is shared: the JSON
+``--layout`` adds the paragraph and line models: size, ms and CPU ms per page (model call
+only, ``--repeats`` passes, variants taking turns) and how far their boxes move against Keras
+on ``--pages`` synthetic forms.  The CPU is shared: the JSON
 records the load average before and after.
 
     python benchmarks/bench_tflite.py --limit 300
@@ -149,38 +150,48 @@ def bench_layout(a: argparse.Namespace, work: Path) -> dict:
     det_in = [det_k.preprocess(p, a_)[0] for p, a_ in zip(pages, areas)]
     ref_lines = [det_k.detect(p, a_)[0] for p, a_ in zip(pages, areas)]
 
-    def timed(fn, inputs) -> float:
-        fn(inputs[0])
-        t = time.perf_counter()
-        for x in inputs:
-            fn(x)
-        return round(1000 * (time.perf_counter() - t) / len(inputs), 2)
-
-    out: dict = {"pages": len(pages), "paragraph": {}, "lines": {}}
-    out["paragraph"]["keras"] = {"size_bytes": (Path(tflite.__file__).parent / "assets/models/paragraph/model.keras")
-                                 .stat().st_size, "ms_per_page": timed(par_k.masks, par_in)}
-    out["lines"]["keras"] = {"size_bytes": (Path(tflite.__file__).parent / "assets/models/lines/model.keras")
-                             .stat().st_size, "ms_per_page": timed(det_k.mask, det_in)}
-    for mode in a.modes:
-        for kind in ("paragraph", "lines"):
+    out: dict = {"pages": len(pages), "repeats": a.repeats, "paragraph": {}, "lines": {}}
+    assets = Path(tflite.__file__).parent / "assets" / "models"
+    runners = {"paragraph": {"keras": par_k}, "lines": {"keras": det_k}}
+    for kind in ("paragraph", "lines"):
+        out[kind]["keras"] = {"size_bytes": (assets / kind / "model.keras").stat().st_size}
+        for mode in a.modes:
             path = work / f"{kind}-{mode}.tflite"
             cal = a.calibration if mode == "int8" else None
             tflite.convert_bundle(kind, None, path, mode, cal, a.calibration_split, min(a.calibration_limit, 32))
+            m = (tflite.TFLiteParagraph if kind == "paragraph" else tflite.TFLiteLines).open(path, num_threads=1)
+            runners[kind][mode] = m
+            row: dict = {"size_bytes": path.stat().st_size}
             if kind == "paragraph":
-                m = tflite.TFLiteParagraph.open(path, num_threads=1)
                 boxes = [m.detect(p)[0] for p in pages]
-                dev = float(np.mean([np.abs(b - r).max() for b, r in zip(boxes, areas)]))
-                out[kind][mode] = {"size_bytes": path.stat().st_size, "ms_per_page": timed(m.masks, par_in),
-                                   "mean_max_box_shift_px": round(dev, 2)}
+                row["mean_max_box_shift_px"] = round(float(np.mean([np.abs(b - r).max()
+                                                                     for b, r in zip(boxes, areas)])), 2)
             else:
-                m = tflite.TFLiteLines.open(path, num_threads=1)
                 got = [m.detect(p, a_)[0] for p, a_ in zip(pages, areas)]
                 same = [len(g) == len(r) for g, r in zip(got, ref_lines)]
                 shift = [float(np.abs(g - r).max()) for g, r, s in zip(got, ref_lines, same) if s and len(r)]
-                out[kind][mode] = {"size_bytes": path.stat().st_size, "ms_per_page": timed(m.mask, det_in),
-                                   "same_line_count": round(float(np.mean(same)), 3),
-                                   "median_max_box_shift_px": round(float(np.median(shift)), 2) if shift else None}
-            print(f"[bench_tflite] {kind} {mode}: {out[kind][mode]}", file=sys.stderr, flush=True)
+                row["same_line_count"] = round(float(np.mean(same)), 3)
+                row["median_max_box_shift_px"] = round(float(np.median(shift)), 2) if shift else None
+            out[kind][mode] = row
+    # model calls only (the numpy pre/post-processing is shared); variants take turns page by page
+    for kind, inputs in (("paragraph", par_in), ("lines", det_in)):
+        call = {name: (m.masks if kind == "paragraph" else m.mask) for name, m in runners[kind].items()}
+        for fn in call.values():
+            fn(inputs[0])
+        wall = dict.fromkeys(call, 0.0)
+        cpu = dict.fromkeys(call, 0.0)
+        for _ in range(a.repeats):
+            for x in inputs:
+                for name, fn in call.items():
+                    t, c = time.perf_counter(), time.process_time()
+                    fn(x)
+                    wall[name] += time.perf_counter() - t
+                    cpu[name] += time.process_time() - c
+        n = a.repeats * len(inputs)
+        for name in call:
+            out[kind][name]["ms_per_page"] = round(1000 * wall[name] / n, 2)
+            out[kind][name]["cpu_ms_per_page"] = round(1000 * cpu[name] / n, 2)
+        print(f"[bench_tflite] {kind}: {json.dumps(out[kind])}", file=sys.stderr, flush=True)
     return out
 
 
@@ -198,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration-limit", type=int, default=64)
     p.add_argument("--warmup", type=int, default=20, help="lines run before timing")
     p.add_argument("--layout", action="store_true", help="also the paragraph and line models")
+    p.add_argument("--no-recognizer", action="store_true", help="skip the recogniser (with --layout)")
     p.add_argument("--pages", type=int, default=10, help="synthetic forms for --layout")
+    p.add_argument("--repeats", type=int, default=3, help="passes over the pages when timing --layout")
     p.add_argument("--keep", default=None, help="keep the converted files in this directory")
     p.add_argument("--json-out", default=None, help="also write the JSON here")
     a = p.parse_args(argv)
@@ -212,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-tflite-") as tmp:
         work = Path(a.keep) if a.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        report = {"benchmark": "tflite", "threads": 1, "recognizer": bench_recognizer(a, work)}
+        report: dict = {"benchmark": "tflite", "threads": 1}
+        if not a.no_recognizer:
+            report["recognizer"] = bench_recognizer(a, work)
         if a.layout:
             report["layout"] = bench_layout(a, work)
     import ai_edge_litert

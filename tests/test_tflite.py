@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,6 +208,9 @@ def test_quantize_modes_make_files_that_run(bundles, converted, local, tiny_line
     assert meta["tflite"]["quantize"] == mode
     assert meta["tflite"]["calibration_samples"] == (8 if mode == "int8" else 0)
     assert out.read_bytes() != converted["recognizer"].read_bytes()
+    ops = tflite._ops(out.read_bytes())
+    assert ("QUANTIZE" in ops) == (mode == "int8")            # int8 activations: float input quantised
+    assert ("DEQUANTIZE" in ops) == (mode in ("float16", "int8"))
     rec = tflite.TFLiteRecognizer(out)
     images, widths = line_batch(line_crops(), local.geometry)
     lp_q, len_q = rec.log_probs(images, widths)
@@ -277,3 +281,31 @@ def test_info_command(converted, capsys):
     assert "recognizer model, quantize none" in out
     assert main(["tflite", "info", "--json", str(converted["lines"])]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "lines"
+
+
+# -- the bundled files ------------------------------------------------------------------------------------------
+def test_bundled_tflite_files_match_the_bundled_keras_models():
+    """Stale files (a retrained Keras bundle not converted again) fail here: run `htr tflite all`."""
+    from htr_tf.pipeline import bundled_model_path
+
+    total = 0
+    for kind in tflite.KINDS:
+        path = tflite.bundled_tflite_path(kind)
+        assert path.exists(), f"{path} is missing: run `htr tflite all`"
+        meta = tflite.read_metadata(path, kind)
+        keras_meta = json.loads((bundled_model_path(kind) / "htr.json").read_text())
+        for key in ("config", "info", "charset", "geometry"):
+            assert meta.get(key) == keras_meta.get(key), f"{path} is stale ({key}): run `htr tflite all`"
+        assert meta["tflite"]["quantize"] == tflite.BUNDLED_QUANTIZE[kind]
+        total += path.stat().st_size
+    assert total < 30e6
+
+
+def test_bundled_tflite_pipeline_reads_the_example_page():
+    from htr_tf.pipeline import Pipeline
+
+    page = Path(tflite.__file__).parent / "assets" / "examples" / "page-1.png"
+    if not page.exists():
+        pytest.skip("no bundled example page")
+    result = Pipeline(tflite.TFLiteBackend.load(num_threads=1), "greedy").run(page)
+    assert len(result.lines) >= 3 and len(result.text) > 50
