@@ -98,6 +98,7 @@ def bench_recognizer(a: argparse.Namespace, work: Path) -> dict:
         print(f"[bench_tflite] converted {mode} in {conv_s:.0f} s", file=sys.stderr, flush=True)
         r = tflite.TFLiteRecognizer(path, num_threads=1)
         variants[f"tflite-{mode}"] = (r.log_probs, {"size_bytes": path.stat().st_size, "convert_s": round(conv_s, 1),
+                                                    "width_bucket": r.width_bucket,
                                                     "calibration_lines": a.calibration_limit if mode == "int8" else 0})
     for name, (fn, info) in variants.items():           # warm-up: tracing, allocation
         for images, widths in batches["synth"][: a.warmup]:

@@ -148,6 +148,23 @@ def test_recognizer_equals_keras(local, converted):
     np.testing.assert_allclose(rec.log_probs(one, w1)[0][0, : len_k[0]], lp_t[0, : len_k[0]], atol=1e-5)
 
 
+def test_width_buckets_and_interpreter_pool_give_the_same_frames(local, converted):
+    images, widths = line_batch(line_crops(), local.geometry)
+    exact = tflite.TFLiteRecognizer(converted["recognizer"], width_bucket=0, max_shapes=1)
+    lp0, len0 = exact.log_probs(images, widths)
+    for bucket, shapes in ((64, 2), (512, 8)):
+        rec = tflite.TFLiteRecognizer(converted["recognizer"], width_bucket=bucket, max_shapes=shapes)
+        for _ in range(2):                       # the second pass reuses (or evicts) prepared shapes
+            lp, lengths = rec.log_probs(images, widths)
+            np.testing.assert_array_equal(lengths, len0)
+            for i, n in enumerate(len0):
+                np.testing.assert_allclose(lp[i, :n], lp0[i, :n], atol=1e-5)
+        assert len(rec._pool) <= shapes
+    assert len(exact._pool) == 1
+    with pytest.raises(ConfigError, match="width_bucket"):
+        tflite.TFLiteRecognizer(converted["recognizer"], width_bucket=-1)
+
+
 def test_layout_models_equal_keras(local, converted):
     par = tflite.TFLiteParagraph.open(converted["paragraph"])
     det = tflite.TFLiteLines.open(converted["lines"])
