@@ -377,6 +377,6 @@ def load_pipeline(backend: str = "local", decoder: "str | Decoder" = "greedy",
     With no options the local backend runs the bundled models.
     """
     opts = options or PipelineOptions()
-    if backend == "local" and not opts.find_area:
+    if backend in ("local", "tflite", "grpc") and not opts.find_area:
         backend_options.setdefault("use_paragraph", False)
     return Pipeline(make_backend(backend, **backend_options), decoder, opts, decoder_options)

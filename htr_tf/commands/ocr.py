@@ -28,8 +28,9 @@ _CHUNK = 256
 def add_decoder_arguments(q: argparse.ArgumentParser) -> None:
     """``--decoder`` and its options (names are checked against the decoder registry)."""
     q.add_argument("--decoder", default="greedy", metavar="NAME",
-                   help="CTC decoder: greedy (default) or beam; an unknown name lists the valid ones")
-    q.add_argument("--beam-width", type=int, default=None, help="beam width of the beam decoder (default 10)")
+                   help="CTC decoder: greedy (default), beam, beam+lm (word 4-gram, needs the lm "
+                        "extra), beam+charlm, lexicon, beam+lm+lexicon; an unknown name lists the valid ones")
+    q.add_argument("--beam-width", type=int, default=None, help="beam width of the beam decoders (default 10)")
 
 
 def decoder_from_args(a: argparse.Namespace) -> Any:
