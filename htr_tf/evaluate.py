@@ -104,14 +104,11 @@ def width_buckets(widths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _get_decoder(decoder: "str | Decoder", options: dict[str, Any] | None) -> "Decoder":
-    from htr_tf.decode import get_decoder
+def _get_decoder(recognizer: Any, decoder: "str | Decoder", options: dict[str, Any] | None) -> "Decoder":
+    """``decoder`` by name with the recogniser's tuned settings as defaults (``options`` override)."""
+    from htr_tf.decode import build_decoder
 
-    if isinstance(decoder, str):
-        return get_decoder(decoder, **(options or {}))
-    if options:
-        raise ValueError("decoder options go with a decoder name, not a decoder object")
-    return decoder
+    return build_decoder(decoder, getattr(recognizer, "decoding", None), options)
 
 
 def _run_batch(recognizer: "Recognizer", crops: Sequence[np.ndarray], dec: "Decoder") -> list["DecodedLine"]:
@@ -125,8 +122,11 @@ def _run_batch(recognizer: "Recognizer", crops: Sequence[np.ndarray], dec: "Deco
 def recognize_lines(recognizer: "Recognizer", crops: Sequence[np.ndarray],
                     decoder: "str | Decoder" = "greedy", batch_size: int = 32,
                     decoder_options: dict[str, Any] | None = None) -> list["DecodedLine"]:
-    """Recognise 2-D uint8 gray line crops; results come back in the order given."""
-    dec = _get_decoder(decoder, decoder_options)
+    """Recognise 2-D uint8 gray line crops; results come back in the order given.
+
+    A decoder name starts from the recogniser's tuned settings; ``decoder_options`` override them.
+    """
+    dec = _get_decoder(recognizer, decoder, decoder_options)
     g = recognizer.geometry
     out: list[Any] = [None] * len(crops)
     for idx in width_buckets([g.target_width(*c.shape[:2]) for c in crops], batch_size):
@@ -153,7 +153,7 @@ def evaluate_recognizer(recognizer: "Recognizer", records: "str | os.PathLike | 
     rs = records if isinstance(records, RecordSet) else RecordSet(records)
     if limit is not None and limit < 0:
         raise DataError(f"limit must be >= 0, got {limit}")
-    dec = _get_decoder(decoder, decoder_options)
+    dec = _get_decoder(recognizer, decoder, decoder_options)
     g, cs = recognizer.geometry, recognizer.charset
     t0 = time.perf_counter()
     ids: list[str] = []

@@ -264,9 +264,10 @@ class _CachedBackend:
 
 
 def _decoders(pipeline: "Pipeline", decoders: Sequence["str | Decoder"] | None) -> list[tuple[str, "Decoder"]]:
-    from htr_tf.decode import get_decoder
+    from htr_tf.decode import build_decoder
 
-    decs = [pipeline.decoder] if not decoders else [get_decoder(d) if isinstance(d, str) else d for d in decoders]
+    decoding = getattr(pipeline.backend, "decoding", None)     # the recogniser's tuned settings
+    decs = [pipeline.decoder] if not decoders else [build_decoder(d, decoding) for d in decoders]
     out, seen = [], Counter()
     for d in decs:
         name = getattr(d, "name", type(d).__name__)
@@ -318,10 +319,11 @@ def evaluate_pipeline(pipeline: "Pipeline", records: Any, split: str = "test",
 
     ``records`` is a form record set (path or :class:`~htr_tf.data.records.RecordSet`, its
     ``split``) or a sequence of :class:`PageSample`.  ``decoders`` are names or decoder
-    objects (default: the pipeline's own); the first one picks the ``worst`` lines kept with
-    their image crops (base64 PNG) for the report.  ``progress(done, total)`` is called after
-    each page.  ``sclite`` (True or a directory for the ``.trn`` files) also scores WER with
-    NIST sclite when it is installed.  See the module docstring for every definition.
+    objects (default: the pipeline's own; names start from the recogniser's tuned settings);
+    the first one picks the ``worst`` lines kept with their image crops (base64 PNG) for the
+    report.  ``progress(done, total)`` is called after each page.  ``sclite`` (True or a
+    directory for the ``.trn`` files) also scores WER with NIST sclite when it is installed.
+    See the module docstring for every definition.
     Decoders built here from names are closed at the end (LM decoders may hold processes).
     """
     if limit is not None and limit < 0:

@@ -19,7 +19,8 @@ both return
     (mean over characters of each character's highest probability, as
     :class:`htr_tf.decode.GreedyDecoder` computes it).
 ``metadata``
-    no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info).
+    no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info and,
+    when tuned, ``decoding``: the decoders' default settings for this model).
 ``metadata_batch``
     ``rows``: int32 ``[B]`` (any values) -> ``json`` string ``[B]``, the same JSON per row.
     TF Serving's request batching rejects a signature without inputs ("Batching Run() must

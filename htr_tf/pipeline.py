@@ -9,8 +9,10 @@ networks; every image rule (line crops, resizing, padding) lives here and in
 * ``tflite``: TFLite files on LiteRT (:mod:`htr_tf.tflite`);
 * ``grpc``: a TF Serving (or ``htr serve``) model server (:mod:`htr_tf.serving.client`).
 
-A backend provides (:class:`Backend`): ``charset``, ``geometry`` and ``width_downsample``
-(read from the models it runs, never configured twice), ``find_area(page)``,
+A backend provides (:class:`Backend`): ``charset``, ``geometry``, ``width_downsample`` and
+``decoding`` (the recogniser's tuned decoder settings, see
+:func:`htr_tf.decode.decoder_defaults`; all read from the models it runs, never configured
+twice), ``find_area(page)``,
 ``find_lines(page, region)`` and ``log_probs(images, widths)`` for uint8 line images
 already resized to ``geometry.height`` and right-padded with paper (255): the inputs of
 the exported recogniser's ``recognize`` signature.
@@ -59,6 +61,8 @@ class Backend(Protocol):
     charset: Charset
     geometry: LineGeometry
     width_downsample: int
+    #: The recogniser's ``htr.json`` ``decoding`` section ({} when it has none).
+    decoding: dict[str, Any]
 
     def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
         """Handwritten area of a gray uint8 page: (xyxy box in page px, score in [0, 1])."""
@@ -83,6 +87,7 @@ class LocalBackend:
         self.charset = recognizer.charset
         self.geometry = recognizer.geometry
         self.width_downsample = recognizer.config.width_downsample()
+        self.decoding = dict(getattr(recognizer, "decoding", None) or {})
 
     @classmethod
     def load(cls, recognizer: str | os.PathLike | None = None, paragraph: str | os.PathLike | None = None,
@@ -217,14 +222,18 @@ class PipelineOptions:
 
 
 class Pipeline:
-    """Page images to :class:`~htr_tf.results.PageResult` over a backend, with a named decoder."""
+    """Page images to :class:`~htr_tf.results.PageResult` over a backend, with a named decoder.
+
+    A decoder named here starts from the recogniser's tuned settings (the backend's
+    ``decoding``), which ``decoder_options`` override; a decoder object is used as is.
+    """
 
     def __init__(self, backend: Backend, decoder: "str | Decoder" = "greedy",
                  options: PipelineOptions | None = None, decoder_options: dict[str, Any] | None = None) -> None:
-        from htr_tf.decode import get_decoder
+        from htr_tf.decode import build_decoder
 
         self.backend = backend
-        self.decoder = get_decoder(decoder, **(decoder_options or {})) if isinstance(decoder, str) else decoder
+        self.decoder = build_decoder(decoder, getattr(backend, "decoding", None), decoder_options)
         self.options = options or PipelineOptions()
 
     @property

@@ -19,10 +19,10 @@ cells, ``INT8_FLOAT_OPS``, which stay float; inputs and outputs stay float32).  
 calibration of the *masked* while-loop LSTM crashes the converter (DESIGN.md); on the
 mask-free batch-1 graph above it calibrates and converts, so int8 needs no fixed width.
 
-Each file carries its bundle's ``htr.json`` (kind, charset, geometry, config, info) plus a
-``tflite`` section (quantisation, input layout) as a TFLite model *metadata* entry named
-``htr.json`` (the flatbuffer's ``Model.metadata`` pointing at a buffer): nothing is
-configured twice and no side file exists.  :func:`read_metadata` reads it back without
+Each file carries its bundle's ``htr.json`` (kind, charset, geometry, config, info, tuned
+``decoding`` settings when present) plus a ``tflite`` section (quantisation, input layout)
+as a TFLite model *metadata* entry named ``htr.json`` (the flatbuffer's ``Model.metadata``
+pointing at a buffer): nothing is configured twice and no side file exists.  :func:`read_metadata` reads it back without
 TensorFlow.
 
 Running needs only ai-edge-litert and numpy: :class:`TFLiteBackend` implements the
@@ -640,6 +640,7 @@ class TFLiteRecognizer(TFLiteModel):
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise ModelError(f"{path}: bad htr-tf metadata: {e}") from None
         self.width_downsample = self.config.width_downsample()
+        self.decoding: dict = dict(self.meta.get("decoding") or {})
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 ``[B, H, W]`` paper-padded lines and true widths -> (``[B, T, C]``, lengths ``[B]``).
@@ -750,6 +751,7 @@ class TFLiteBackend:
         self.charset = recognizer.charset
         self.geometry = recognizer.geometry
         self.width_downsample = recognizer.width_downsample
+        self.decoding = recognizer.decoding
 
     @classmethod
     def load(cls, recognizer: "str | os.PathLike | None" = None, paragraph: "str | os.PathLike | None" = None,

@@ -321,3 +321,39 @@ def test_decoders_built_from_names_are_closed_and_given_ones_are_not(pages_and_b
     given = Closing()
     evaluate_pipeline(Pipeline(backend), pages, decoders=[given, "greedy"], worst=0)
     assert Closing.closed == 1                      # the caller's decoder stays open
+
+
+def test_tuned_settings_of_the_backend_are_defaults_for_every_named_decoder(pages_and_backend, tmp_path, capsys):
+    from htr_tf.cli import main
+    from htr_tf.data.records import FormExample, RecordSetWriter
+    from htr_tf.fileio import encode_png
+    from htr_tf.geometry import union_box
+
+    pages, backend = pages_and_backend
+    backend.decoding = {"beam": {"options": {"beam_width": 6, "min_prob": 0.0}}}
+    r = evaluate_pipeline(Pipeline(backend), pages, decoders=["greedy", "beam"], worst=0)
+    assert r["decoders"][1]["options"] == {"beam_width": 6, "min_prob": 0.0, "backend": "numpy"}
+    with RecordSetWriter(tmp_path / "rec", source="test", charset=Charset(), per_shard=8) as w:
+        for p in pages:
+            w.add_form("test", FormExample(
+                id=p.id, image_png=encode_png(p.image), height=p.image.shape[0], width=p.image.shape[1],
+                paragraph_box=union_box(p.line_boxes), line_boxes=p.line_boxes, line_ids=p.line_ids,
+                line_texts=p.line_texts, writer=p.writer, source="test"))
+    register_backend("fake-tuned-test", lambda **kw: backend)
+    base = ["evaluate", "pipeline", "--data", str(tmp_path / "rec"), "--backend", "fake-tuned-test",
+            "--limit", "1", "--quiet", "--json", str(tmp_path / "r.json")]
+
+    def options(*extra: str) -> list[dict]:
+        assert main(base + list(extra)) == 0
+        return [d.get("options") for d in json.loads((tmp_path / "r.json").read_text())["decoders"]]
+
+    assert options("--decoder", "beam,greedy")[0]["beam_width"] == 6               # first: the pipeline's own
+    assert options("--decoder", "greedy,beam")[1]["beam_width"] == 6
+    got = options("--decoder", "greedy,beam", "--decoder-option", "beam_width=2", "--decoder-option", "backend=tf")
+    assert got == [{}, {"beam_width": 2, "min_prob": 0.0, "backend": "tf"}]     # each option where it applies
+    assert options("--decoder", "beam", "--beam-width", "3")[0]["beam_width"] == 3
+    capsys.readouterr()
+    assert main(base + ["--decoder", "greedy,beam", "--decoder-option", "alpha=1"]) == 1
+    err = capsys.readouterr().err
+    assert "--decoder-option alpha: no decoder among ['greedy', 'beam'] takes it" in err
+    assert "beam: ['beam_width', 'min_prob', 'backend']" in err

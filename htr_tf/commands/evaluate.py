@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from htr_tf.commands.ocr import add_decoder_arguments, decoder_from_args, load_recognizer
+from htr_tf.commands.ocr import DECODER_OPTION_HELP, add_decoder_arguments, decoder_from_args, load_recognizer
 
 
 def _evaluate_recognizer(a: argparse.Namespace) -> int:
@@ -18,7 +18,7 @@ def _evaluate_recognizer(a: argparse.Namespace) -> int:
     if a.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {a.batch_size}")
     recognizer = load_recognizer(a.model)
-    decoder = decoder_from_args(a)
+    decoder = decoder_from_args(a, recognizer.decoding)
     bar = None
     if not a.quiet:
         from tqdm import tqdm
@@ -56,7 +56,7 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
     import json
     import sys
 
-    from htr_tf.decode import get_decoder
+    from htr_tf.decode import build_decoder
     from htr_tf.errors import ConfigError
     from htr_tf.evaluate_pipeline import evaluate_pipeline, format_summary, pages_from_files
     from htr_tf.fileio import atomic_write_text
@@ -67,8 +67,7 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
     names = [n.strip() for n in a.decoder.split(",") if n.strip()]
     if not names:
         raise ConfigError("--decoder needs at least one decoder name")
-    decoders = [get_decoder(n, **({"beam_width": a.beam_width} if a.beam_width and "beam" in n else {}))
-                for n in names]
+    per_decoder = _options_per_decoder(names, a)
     backend_options: dict = {}
     for kv in a.backend_option:
         key, sep, value = kv.partition("=")
@@ -79,7 +78,15 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area)
-    pipeline = load_pipeline(a.backend, decoders[0], options, **backend_options)
+    pipeline = load_pipeline(a.backend, names[0], options, per_decoder[0], **backend_options)
+    decoders = [pipeline.decoder]
+    tuned = getattr(pipeline.backend, "decoding", None)   # the recogniser's, as the pipeline's own decoder
+    try:
+        decoders += [build_decoder(n, tuned, o) for n, o in zip(names[1:], per_decoder[1:])]
+    except BaseException:
+        for d in decoders:
+            getattr(d, "close", lambda: None)()
+        raise
     records = a.data if a.data is not None else pages_from_files(a.pages)
     bar = None
     if not a.quiet:
@@ -114,6 +121,26 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
     return 0
 
 
+def _options_per_decoder(names: list[str], a: argparse.Namespace) -> list[dict]:
+    """``--decoder-option`` and ``--beam-width`` for each of several decoders: an option goes to
+    every named decoder that takes it; one that none of them takes is a ConfigError."""
+    from htr_tf.decode import decoder_option_names, parse_decoder_options
+    from htr_tf.errors import ConfigError
+
+    given = parse_decoder_options(a.decoder_option)
+    valid = [decoder_option_names(n) for n in names]    # also checks every name
+    out = [{k: v for k, v in given.items() if ok is None or k in ok} for ok in valid]
+    for key in given:
+        if not any(key in o for o in out):
+            listed = "; ".join(f"{n}: {ok}" for n, ok in zip(names, valid))
+            raise ConfigError(f"--decoder-option {key}: no decoder among {names} takes it; valid options: {listed}")
+    if a.beam_width:
+        for n, o in zip(names, out):
+            if "beam" in n:
+                o["beam_width"] = a.beam_width
+    return out
+
+
 def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
     q = es.add_parser(
         "pipeline", help="the full page pipeline vs the recogniser on ground-truth lines, per decoder",
@@ -128,7 +155,10 @@ def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
     q.add_argument("--split", default="test", help="split to evaluate (default: test)")
     q.add_argument("--decoder", default="greedy", metavar="NAMES",
                    help="comma-separated decoders scored on the same network outputs, e.g. greedy,beam+lm")
-    q.add_argument("--beam-width", type=int, default=None, help="beam width of the beam decoders")
+    q.add_argument("--beam-width", type=int, default=None,
+                   help="beam width of the beam decoders (default: the model's tuned one, else the decoder's)")
+    q.add_argument("--decoder-option", action="append", default=[], metavar="KEY=VALUE",
+                   help=DECODER_OPTION_HELP + "; with several decoders it goes to each one that takes it")
     q.add_argument("--backend", default="local", help="where the networks run: local (default), tflite, grpc")
     q.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of the backend's factory (repeatable)")

@@ -96,6 +96,12 @@ def _lm_tune(a: argparse.Namespace) -> int:
         from htr_tf.fileio import atomic_write_text
 
         atomic_write_text(a.out, json.dumps(result, indent=2) + "\n")
+    if a.save:
+        from htr_tf.decode.lm import save_tuned_decoder
+
+        entry = save_tuned_decoder(a.model, result)
+        print(f"{a.model}/htr.json: {a.decoder} now defaults to {json.dumps(entry['options'], sort_keys=True)}",
+              file=sys.stderr)
     return 0
 
 
@@ -149,5 +155,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--workers", default=None, help="decoder processes (default 1; 'auto': one per core)")
     q.add_argument("--out", default=None, help="also write the full result (every setting) as JSON")
+    q.add_argument("--save", action="store_true",
+                   help="write the best setting into the model's htr.json (key 'decoding', with what it "
+                        "was tuned on): ocr, evaluate, the pipeline and every export then use it for this "
+                        "decoder unless options override it")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_lm_tune)

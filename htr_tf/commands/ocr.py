@@ -25,21 +25,38 @@ _CHUNK = 256
 
 
 # -- shared by the commands that decode (ocr, evaluate) -----------------------------------------
+#: Help of ``--decoder-option`` (shared by ocr, evaluate recognizer and evaluate pipeline).
+DECODER_OPTION_HELP = ("a decoder option (repeatable; int/float/bool/none/str values), e.g. lm_weight=1.5: "
+                       "overrides the model's tuned setting (`htr lm tune --save`); an unknown key "
+                       "lists the decoder's options")
+
+
 def add_decoder_arguments(q: argparse.ArgumentParser) -> None:
     """``--decoder`` and its options (names are checked against the decoder registry)."""
     q.add_argument("--decoder", default="greedy", metavar="NAME",
                    help="CTC decoder: greedy (default), beam, beam+lm (word 4-gram, needs the lm "
                         "extra), beam+charlm, lexicon, beam+lm+lexicon; an unknown name lists the valid ones")
-    q.add_argument("--beam-width", type=int, default=None, help="beam width of the beam decoders (default 10)")
+    q.add_argument("--beam-width", type=int, default=None,
+                   help="beam width of the beam decoders (default: the model's tuned one, else the decoder's)")
+    q.add_argument("--decoder-option", action="append", default=[], metavar="KEY=VALUE", help=DECODER_OPTION_HELP)
 
 
-def decoder_from_args(a: argparse.Namespace) -> Any:
-    from htr_tf.decode import get_decoder
+def decoder_options_from_args(a: argparse.Namespace) -> dict[str, Any]:
+    """The decoder options the user gave (``--decoder-option``, ``--beam-width``): they override
+    the model's tuned settings."""
+    from htr_tf.decode import parse_decoder_options
 
-    opts: dict[str, Any] = {}
+    opts = parse_decoder_options(getattr(a, "decoder_option", None))
     if getattr(a, "beam_width", None) is not None:
         opts["beam_width"] = a.beam_width
-    return get_decoder(a.decoder, **opts)
+    return opts
+
+
+def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = None) -> Any:
+    """The decoder the options name, starting from ``decoding`` (the model's tuned settings)."""
+    from htr_tf.decode import build_decoder
+
+    return build_decoder(a.decoder, decoding, decoder_options_from_args(a))
 
 
 def default_model_path(kind: str) -> Path:
@@ -86,7 +103,7 @@ def pipeline_from_args(a: argparse.Namespace) -> Any:
         name = a.backend or "local"
         backend = make_backend(name, use_paragraph=options.find_area,
                                **{k: v for k, v in models.items() if v is not None})
-    return Pipeline(backend, decoder_from_args(a), options)
+    return Pipeline(backend, a.decoder, options, decoder_options_from_args(a))
 
 
 def _page_output_path(out_dir: Path, image: str, suffix: str) -> Path:
@@ -159,7 +176,7 @@ def _ocr_line(a: argparse.Namespace) -> int:
         if value:
             raise ConfigError(f"{flag} applies to pages, not to --level line")
     recognizer = load_recognizer(a.model)
-    decoder = decoder_from_args(a)
+    decoder = decoder_from_args(a, recognizer.decoding)
     geometry = recognizer.geometry
     downsample = recognizer.config.width_downsample()
     failed = 0

@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 from htr_tf.decode.ctc import (
-    BeamSearchDecoder, DecodedLine, Decoder, GreedyDecoder, available_decoders, forced_align,
-    forced_align_batch, get_decoder, register_decoder, tf_greedy_decode,
+    DECODING_KEY, BeamSearchDecoder, DecodedLine, Decoder, GreedyDecoder, available_decoders, build_decoder,
+    decoder_defaults, decoder_option_names, forced_align, forced_align_batch, get_decoder,
+    parse_decoder_options, register_decoder, tf_greedy_decode,
 )
 
 __all__ = [
-    "BeamSearchDecoder", "DecodedLine", "Decoder", "GreedyDecoder", "available_decoders",
-    "forced_align", "forced_align_batch", "get_decoder", "register_decoder", "tf_greedy_decode",
+    "DECODING_KEY", "BeamSearchDecoder", "DecodedLine", "Decoder", "GreedyDecoder", "available_decoders",
+    "build_decoder", "decoder_defaults", "decoder_option_names", "forced_align", "forced_align_batch",
+    "get_decoder", "parse_decoder_options", "register_decoder", "tf_greedy_decode",
 ]

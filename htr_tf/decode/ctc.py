@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from htr_tf.errors import ConfigError, ModelError
 __all__ = [
     "DecodedLine", "Decoder", "GreedyDecoder", "BeamSearchDecoder", "available_decoders",
     "get_decoder", "register_decoder", "forced_align", "forced_align_batch", "tf_greedy_decode", "check_inputs",
+    "DECODING_KEY", "decoder_defaults", "decoder_option_names", "build_decoder", "parse_decoder_options",
 ]
 
 _NEG_INF = -np.inf
@@ -466,22 +467,119 @@ def available_decoders() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_decoder(name: str, **options: Any) -> Decoder:
-    """Build the decoder called ``name`` with ``options``; a bad name or option is a ConfigError."""
+def _factory(name: str) -> Callable[..., Decoder]:
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ConfigError(f"unknown decoder {name!r}; valid choices: {', '.join(available_decoders())}")
+    return factory
+
+
+def decoder_option_names(name: str) -> list[str] | None:
+    """The options decoder ``name`` accepts, or None when its factory takes any (``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(_factory(name)).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name != "self"]
+
+
+def get_decoder(name: str, **options: Any) -> Decoder:
+    """Build the decoder called ``name`` with ``options``; a bad name or option is a ConfigError."""
+    factory = _factory(name)
     try:
         return factory(**options)
     except TypeError as e:
-        import inspect
-
-        try:
-            valid = [p for p in inspect.signature(factory).parameters if p != "self"]
-        except (TypeError, ValueError):
-            valid = []
         raise ConfigError(f"decoder {name!r}: bad options {sorted(options)} ({e}); "
-                          f"valid options: {valid}") from None
+                          f"valid options: {decoder_option_names(name) or []}") from None
+
+
+# -- a model's tuned decoder settings ---------------------------------------------------------------
+#: Key of a recogniser's ``htr.json`` holding tuned decoder settings (``htr lm tune --save``):
+#: ``{"decoding": {NAME: {"options": {...constructor options}, "tuned": {...where they came from}}}}``.
+DECODING_KEY = "decoding"
+
+
+def decoder_defaults(decoding: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """The tuned options of decoder ``name`` in a model's ``decoding`` section ({} when none).
+
+    Decoder weights depend on the recogniser (how sharp its posteriors are), so they travel
+    with the model's ``htr.json`` like its charset; a malformed entry is a ModelError.
+    """
+    if not decoding:
+        return {}
+    if not isinstance(decoding, Mapping):
+        raise ModelError(f"the model's {DECODING_KEY!r} metadata is not an object: {decoding!r}")
+    entry = decoding.get(name)
+    if entry is None:
+        return {}
+    options = entry.get("options") if isinstance(entry, Mapping) else None
+    if not isinstance(options, Mapping):
+        raise ModelError(f"the model's tuned settings for decoder {name!r} have no 'options' object: {entry!r}")
+    return dict(options)
+
+
+def build_decoder(decoder: "str | Decoder", decoding: Mapping[str, Any] | None = None,
+                  options: Mapping[str, Any] | None = None) -> Decoder:
+    """A decoder for a model: ``decoder`` by name with the model's tuned defaults
+    (:func:`decoder_defaults` of its ``decoding`` section), ``options`` overriding them.
+
+    A decoder object is returned as is (giving ``options`` with it is a ConfigError).  An
+    option the decoder does not take is a ConfigError listing the valid ones.
+
+    >>> build_decoder("beam", {"beam": {"options": {"beam_width": 7, "min_prob": 0.0}}},
+    ...               {"beam_width": 3}).options()
+    {'beam_width': 3, 'min_prob': 0.0, 'backend': 'numpy'}
+    """
+    options = dict(options or {})
+    if not isinstance(decoder, str):
+        if options:
+            raise ConfigError("decoder options go with a decoder name, not a decoder object")
+        return decoder
+    tuned = decoder_defaults(decoding, decoder)
+    valid = decoder_option_names(decoder)
+    if valid is not None:
+        bad = sorted(set(options) - set(valid))
+        if bad:
+            raise ConfigError(f"decoder {decoder!r}: unknown options {bad}; valid options: {valid}")
+        bad = sorted(set(tuned) - set(valid))
+        if bad:
+            raise ConfigError(f"decoder {decoder!r}: the model's tuned settings (htr.json {DECODING_KEY!r}) "
+                              f"have unknown options {bad}; valid options: {valid}")
+    return get_decoder(decoder, **{**tuned, **options})
+
+
+def _option_value(text: str) -> Any:
+    """A command-line option value: int, float, bool (true/false), none, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_decoder_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--decoder-option``) to a dict of typed values.
+
+    >>> parse_decoder_options(["lm_weight=1.5", "beam_width=20", "backend=tf", "beam_size_token=none"])
+    {'lm_weight': 1.5, 'beam_width': 20, 'backend': 'tf', 'beam_size_token': None}
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--decoder-option takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = _option_value(value)
+    return out
 
 
 # -- the TF twin of the greedy decoder (served graphs) -------------------------------------------

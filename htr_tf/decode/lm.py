@@ -916,3 +916,35 @@ def tune_decoder(model: str | os.PathLike, data: str | os.PathLike, split: str =
                          progress, table)
     result.update(model=str(model), data=str(data), split=split)
     return result
+
+
+#: Decoder options that name files or processes of this machine, not weights of the model:
+#: recorded as provenance by :func:`save_tuned_decoder`, never as tuned values.
+LOCAL_OPTIONS = ("lm", "lexicon", "workers")
+
+
+def save_tuned_decoder(model: str | os.PathLike, result: dict[str, Any]) -> dict[str, Any]:
+    """Make the best setting of a :func:`tune_decoder` result the defaults of its decoder for
+    ``model`` (a recogniser bundle): written into the bundle's ``htr.json`` under
+    ``decoding`` (see :func:`htr_tf.decode.decoder_defaults`); returns the entry written.
+
+    The values are the decoder's constructor options that were tuned or fixed, without
+    :data:`LOCAL_OPTIONS`; ``tuned`` records the data, split, line count, metric, the CER and
+    WER reached, the LM and lexicon used (null: the decoder's default) and the grid.
+    """
+    import datetime as _dt
+
+    from htr_tf.models.recognizer import Recognizer
+
+    decoder, best, fixed = result["decoder"], result["best"], result.get("fixed", {})
+    options = {k: v for k, v in best.items()
+               if k in set(result.get("grid", {})) | set(fixed) and k not in LOCAL_OPTIONS}
+    def where(p: Any) -> str | None:
+        return str(Path(p).resolve()) if p else None
+
+    tuned = {"data": where(result.get("data")), "split": result.get("split"), "lines": result.get("lines"),
+             "metric": result.get("metric"), "cer": best.get("cer"), "wer": best.get("wer"),
+             "lm": where(fixed.get("lm")), "lexicon": where(fixed.get("lexicon")), "grid": result.get("grid"),
+             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    meta = Recognizer.save_decoder_settings(model, decoder, options, tuned)
+    return meta["decoding"][decoder]

@@ -31,6 +31,7 @@ import numpy as np
 
 from htr_tf.charset import BLANK_INDEX, Charset
 from htr_tf.config import Config
+from htr_tf.decode.ctc import DECODING_KEY
 from htr_tf.errors import ConfigError, DataError, ModelError
 from htr_tf.fileio import atomic_write_text
 from htr_tf.geometry import LineGeometry
@@ -318,7 +319,9 @@ class Recognizer:
     """A trained recogniser: the Keras model plus everything needed to use it.
 
     A bundle directory holds ``model.keras`` and ``htr.json`` (kind, format version,
-    charset, geometry, config and ``info``: training provenance and metrics).
+    charset, geometry, config and ``info``: training provenance and metrics) and, once
+    ``htr lm tune --save`` has run, ``decoding``: tuned decoder settings per decoder name
+    (:func:`htr_tf.decode.decoder_defaults`), which every export carries with the rest.
     """
 
     model: Any
@@ -326,6 +329,7 @@ class Recognizer:
     charset: Charset
     geometry: LineGeometry
     info: dict = field(default_factory=dict)
+    decoding: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.config.check_geometry(self.geometry)
@@ -343,7 +347,8 @@ class Recognizer:
     def metadata(self) -> dict:
         return {"kind": BUNDLE_KIND, "format_version": BUNDLE_FORMAT_VERSION,
                 "charset": self.charset.to_dict(), "geometry": self.geometry.to_dict(),
-                "config": _plain(self.config.to_dict()), "info": _plain(self.info)}
+                "config": _plain(self.config.to_dict()), "info": _plain(self.info),
+                **({DECODING_KEY: _plain(self.decoding)} if self.decoding else {})}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the bundle directory atomically (temp dir, then rename over ``path``)."""
@@ -412,7 +417,29 @@ class Recognizer:
         if out_classes != charset.num_classes:
             raise ModelError(f"{path}: model has {out_classes} output classes but the charset needs "
                              f"{charset.num_classes}")
-        return cls(model, config, charset, geometry, dict(meta.get("info") or {}))
+        return cls(model, config, charset, geometry, dict(meta.get("info") or {}),
+                   dict(meta.get(DECODING_KEY) or {}))
+
+    @classmethod
+    def save_decoder_settings(cls, path: str | os.PathLike, decoder: str, options: dict,
+                              tuned: dict | None = None) -> dict:
+        """Record ``options`` as the tuned defaults of ``decoder`` in the bundle's ``htr.json``.
+
+        Only that decoder's entry changes (other decoders and every other key are kept);
+        ``tuned`` says where the values came from.  The file is replaced atomically.
+        Returns the new metadata.
+        """
+        path = Path(path)
+        meta = cls.read_metadata(path)
+        decoding = meta.get(DECODING_KEY) or {}
+        if not isinstance(decoding, dict):
+            raise ModelError(f"{path / META_FILE}: {DECODING_KEY!r} is not an object")
+        entry: dict = {"options": _plain(dict(options))}
+        if tuned:
+            entry["tuned"] = _plain(dict(tuned))
+        meta[DECODING_KEY] = {**decoding, decoder: entry}
+        atomic_write_text(path / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
+        return meta
 
     # -- inference --------------------------------------------------------------------------
     def log_probs(self, batch_images: np.ndarray, widths: Sequence[int] | np.ndarray

@@ -343,6 +343,12 @@ class GrpcBackend:
             self.metadata, self.recognizer_version = meta, version
             self.charset, self.geometry, self.width_downsample = charset, geometry, downsample
 
+    @property
+    def decoding(self) -> dict[str, Any]:
+        """The served recogniser's tuned decoder settings (its htr.json ``decoding``; {} when none)."""
+        with self._lock:
+            return dict(self.metadata.get("decoding") or {})
+
     # -- the Backend protocol ---------------------------------------------------------------------
     def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
         given, page = page, np.ascontiguousarray(page, np.uint8)
