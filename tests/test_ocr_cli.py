@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,7 +118,7 @@ def test_ocr_pages_to_files_with_overlays(note_pages, tmp_path, capsys):
 
 def test_ocr_page_errors_are_clear(note_pages, tmp_path, capsys):
     bad = tmp_path / "cut.png"
-    bad.write_bytes(open(note_pages[0], "rb").read()[:200])   # truncated
+    bad.write_bytes(Path(note_pages[0]).read_bytes()[:200])   # truncated
     rc = main(["ocr", str(bad), note_pages[1]])
     cap = capsys.readouterr()
     assert rc == 1 and cap.out.startswith(f"==> {note_pages[1]} <==\n") and cap.out.count("<==") == 1
