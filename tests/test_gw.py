@@ -116,6 +116,28 @@ def test_prepare_gw_without_mask_keeps_the_box(tiny_gw, tmp_path):
     assert crop[70 - 22, 100 - 12] < 60  # the neighbour's blob stays
 
 
+def test_prepare_gw_pipeline_crops_are_what_the_page_pipeline_cuts(tiny_gw, tmp_path):
+    from htr_tf.data.records import RecordSet
+    from htr_tf.fileio import decode_image
+    from htr_tf.geometry import crop as crop_box
+    from htr_tf.pipeline import PipelineOptions, isolate_line
+
+    m = prepare_gw(tiny_gw, tmp_path / "rs", train_pages=["300"], val_pages=[], progress=False, crop="pipeline")
+    assert m["info"]["crop"] == "pipeline" and m["info"]["mask"] is False
+    rs = RecordSet(tmp_path / "rs")
+    line = next(rs.iter_lines("train"))
+    form = next(rs.iter_forms("train"))
+    page = decode_image(form["image"])
+    o = PipelineOptions()
+    b = np.asarray(form["line_boxes"][0], np.float64)
+    box = (max(0.0, b[0] - o.line_pad_x), max(0.0, b[1] - o.line_pad_y),
+           min(page.shape[1], b[2] + o.line_pad_x), min(page.shape[0], b[3] + o.line_pad_y))
+    expected = isolate_line(crop_box(page, box))
+    assert np.array_equal(decode_image(line["image"]), expected)
+    with pytest.raises(DataError, match="crop style"):
+        prepare_gw(tiny_gw, tmp_path / "rs2", train_pages=["300"], val_pages=[], progress=False, crop="nope")
+
+
 def test_pages_outside_the_splits_are_counted(tiny_gw, tmp_path):
     m = prepare_gw(tiny_gw, tmp_path / "rs", train_pages=["300"], val_pages=[], progress=False)
     assert m["skipped"]["line: page not in any split"] == 1

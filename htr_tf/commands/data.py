@@ -35,7 +35,7 @@ def _data_gw_prepare(a: argparse.Namespace) -> int:
     from htr_tf.data.gw import prepare_gw
 
     manifest = prepare_gw(a.gw, a.out, train_pages=a.train_pages, val_pages=a.val_pages,
-                          test_pages=a.test_pages, progress=not a.quiet)
+                          test_pages=a.test_pages, progress=not a.quiet, crop=a.crop)
     _print_manifest(manifest)
     return 0
 
@@ -105,6 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--train-pages", type=_parse_pages, default=_parse_pages("270-277"))
     q.add_argument("--val-pages", type=_parse_pages, default=_parse_pages("278-279"))
     q.add_argument("--test-pages", type=_parse_pages, default=[])
+    q.add_argument("--crop", choices=["masked", "pipeline"], default="masked",
+                   help="line images masked by their word polygons (default), or cut as the page "
+                        "pipeline cuts them from line boxes (train on what real pages look like)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_gw_prepare)
 

@@ -252,14 +252,21 @@ def _split_of_pages(splits: dict[str, Sequence]) -> dict[str, str]:
 
 def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: Iterable,
                val_pages: Iterable, test_pages: Iterable = (), progress: bool = True, *,
-               pad: int = LINE_PAD, mask: bool = True, charset: Charset = DEFAULT_CHARSET,
-               per_shard: int = 2000) -> dict:
+               pad: int = LINE_PAD, mask: bool = True, crop: str = "masked",
+               charset: Charset = DEFAULT_CHARSET, per_shard: int = 2000) -> dict:
     """Convert a GW directory into a record set with ``train``/``validation``/``test`` splits.
 
     Each page listed in a split gives one form record (the page, its line and word boxes)
     and one line record per text line.  Words and lines that are not written are counted
     in the manifest's ``skipped`` by reason.  Returns the manifest.
+
+    ``crop`` says how line images are cut: ``masked`` keeps only the line's own word polygons
+    (``mask=False`` turns that into a plain box crop); ``pipeline`` cuts them as the page
+    pipeline does from a line box (its padding, then :func:`htr_tf.pipeline.isolate_line`), so
+    a recogniser can be trained and validated on what it sees on real pages.
     """
+    if crop not in ("masked", "pipeline"):
+        raise DataError(f"unknown crop style {crop!r}; valid: masked, pipeline")
     import cv2
     from tqdm import tqdm
 
@@ -284,7 +291,13 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
     if missing:
         raise DataError(f"{gw_dir / 'transcription.txt'}: no words for page(s) {missing}")
 
-    info = {"pad": pad, "mask": mask, "mask_dilate": MASK_DILATE if mask else 0,
+    mask = mask and crop == "masked"
+    if crop == "pipeline":
+        from htr_tf.pipeline import PipelineOptions, isolate_line
+        from htr_tf.geometry import crop as crop_box
+
+        popts = PipelineOptions()
+    info = {"pad": pad, "mask": mask, "mask_dilate": MASK_DILATE if mask else 0, "crop": crop,
             "pages": {s: [p for p in page_split if page_split[p] == s] for s in ("train", "validation", "test")},
             "words": {}}
     with RecordSetWriter(out, source="gw", charset=charset, per_shard=per_shard, info=info) as w:
@@ -325,13 +338,17 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
                     w.skip("line: box outside the page", line.id)
                     w.skip("word: its line's box is outside the page", line.id, len(line.word_ids))
                     continue
-                if mask:
-                    crop = mask_line_crop(gray, line, box, thr)
+                if crop == "pipeline":
+                    pb = (max(0.0, box[0] - popts.line_pad_x), max(0.0, box[1] - popts.line_pad_y),
+                          min(float(W), box[2] + popts.line_pad_x), min(float(H), box[3] + popts.line_pad_y))
+                    image = isolate_line(crop_box(gray, pb))
+                elif mask:
+                    image = mask_line_crop(gray, line, box, thr)
                 else:
                     x0, y0, x1, y1 = (int(v) for v in box)
-                    crop = np.ascontiguousarray(gray[y0:y1, x0:x1])
+                    image = np.ascontiguousarray(gray[y0:y1, x0:x1])
                 w.add_line(split, LineExample(
-                    id=line.id, image_png=encode_png(crop), height=crop.shape[0], width=crop.shape[1],
+                    id=line.id, image_png=encode_png(image), height=image.shape[0], width=image.shape[1],
                     text=text, ids=charset.encode(text), form_id=page, writer="gw", source="gw"))
                 li = len(line_ids)
                 line_boxes.append(box)
