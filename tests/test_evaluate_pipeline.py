@@ -270,19 +270,24 @@ def test_sclite_wer_equals_jiwer(pages_and_backend, tmp_path):
 
 
 # -- the command line ----------------------------------------------------------------------------------
-def test_cli_evaluate_pipeline_on_records(pages_and_backend, tmp_path, capsys):
-    from htr_tf.cli import main
+def write_form_records(pages, out) -> None:
+    """The pages as a form record set (split ``test``), as ``htr data ...`` would write them."""
     from htr_tf.data.records import FormExample, RecordSetWriter
     from htr_tf.fileio import encode_png
     from htr_tf.geometry import union_box
 
-    pages, backend = pages_and_backend
-    with RecordSetWriter(tmp_path / "rec", source="test", charset=Charset(), per_shard=8) as w:
+    with RecordSetWriter(out, source="test", charset=Charset(), per_shard=8) as w:
         for p in pages:
             w.add_form("test", FormExample(
                 id=p.id, image_png=encode_png(p.image), height=p.image.shape[0], width=p.image.shape[1],
                 paragraph_box=union_box(p.line_boxes), line_boxes=p.line_boxes, line_ids=p.line_ids,
                 line_texts=p.line_texts, writer=p.writer, source="test"))
+
+
+def test_cli_evaluate_pipeline_on_records(pages_and_backend, tmp_path, capsys):
+    from htr_tf.cli import main
+    pages, backend = pages_and_backend
+    write_form_records(pages, tmp_path / "rec")
     register_backend("fake-eval-test", lambda **kw: backend)
     rc = main(["evaluate", "pipeline", "--data", str(tmp_path / "rec"), "--backend", "fake-eval-test",
                "--decoder", "greedy,beam", "--beam-width", "4", "--report", str(tmp_path / "out" / "r.html"),
@@ -325,20 +330,11 @@ def test_decoders_built_from_names_are_closed_and_given_ones_are_not(pages_and_b
 
 def test_tuned_settings_of_the_backend_are_defaults_for_every_named_decoder(pages_and_backend, tmp_path, capsys):
     from htr_tf.cli import main
-    from htr_tf.data.records import FormExample, RecordSetWriter
-    from htr_tf.fileio import encode_png
-    from htr_tf.geometry import union_box
-
     pages, backend = pages_and_backend
     backend.decoding = {"beam": {"options": {"beam_width": 6, "min_prob": 0.0}}}
     r = evaluate_pipeline(Pipeline(backend), pages, decoders=["greedy", "beam"], worst=0)
     assert r["decoders"][1]["options"] == {"beam_width": 6, "min_prob": 0.0, "backend": "numpy"}
-    with RecordSetWriter(tmp_path / "rec", source="test", charset=Charset(), per_shard=8) as w:
-        for p in pages:
-            w.add_form("test", FormExample(
-                id=p.id, image_png=encode_png(p.image), height=p.image.shape[0], width=p.image.shape[1],
-                paragraph_box=union_box(p.line_boxes), line_boxes=p.line_boxes, line_ids=p.line_ids,
-                line_texts=p.line_texts, writer=p.writer, source="test"))
+    write_form_records(pages, tmp_path / "rec")
     register_backend("fake-tuned-test", lambda **kw: backend)
     base = ["evaluate", "pipeline", "--data", str(tmp_path / "rec"), "--backend", "fake-tuned-test",
             "--limit", "1", "--quiet", "--json", str(tmp_path / "r.json")]
