@@ -292,20 +292,14 @@ class Pipeline:
                         timings: dict[str, float] | None = None) -> list[LineResult]:
         """Recognise the lines at ``boxes`` (xyxy page px) of a gray page, in the order given."""
         from htr_tf.evaluate import width_buckets
-        from htr_tf.geometry import crop
 
         timings = timings if timings is not None else {}
         o, g = self.options, self.geometry
-        H, W = gray.shape
         crops, pboxes = [], []
         for b in np.asarray(boxes, np.float32).reshape(-1, 4):
-            x0 = max(0.0, float(b[0]) - o.line_pad_x)
-            y0 = max(0.0, float(b[1]) - o.line_pad_y)
-            x1 = min(float(W), float(b[2]) + o.line_pad_x)
-            y1 = min(float(H), float(b[3]) + o.line_pad_y)
-            c = crop(gray, (x0, y0, x1, y1))
-            crops.append(isolate_line(c) if o.isolate_lines else c)
-            pboxes.append((x0, y0, x1, y1))
+            c, pb = cut_line(gray, b, o)
+            crops.append(c)
+            pboxes.append(pb)
         t = time.perf_counter()
         decoded: list[Any] = [None] * len(crops)
         t_model = 0.0
@@ -324,6 +318,22 @@ class Pipeline:
             fw = line_frame_width(c.shape[1], g.target_width(*c.shape[:2]), self.backend.width_downsample)
             out.append(LineResult.from_decoded(d, box=b, frame_width=fw, id=f"r1l{k + 1}"))
         return out
+
+
+def cut_line(gray: np.ndarray, box: Sequence[float], options: PipelineOptions
+             ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The image the recogniser gets for the line at ``box`` (xyxy page px) of a gray page, and
+    the padded box it was cut from: the options' line padding, clipped to the page, and the
+    neighbours' ink painted out when ``options.isolate_lines``.  Training data made to look like
+    the pipeline's lines (``htr data gw-prepare --crop pipeline``) is cut by this too."""
+    from htr_tf.geometry import crop
+
+    H, W = gray.shape[:2]
+    b = [float(v) for v in box]
+    pb = (max(0.0, b[0] - options.line_pad_x), max(0.0, b[1] - options.line_pad_y),
+          min(float(W), b[2] + options.line_pad_x), min(float(H), b[3] + options.line_pad_y))
+    c = crop(gray, pb)
+    return (isolate_line(c) if options.isolate_lines else c), pb
 
 
 def isolate_line(crop: np.ndarray, core: tuple[float, float] = (0.3, 0.7)) -> np.ndarray:

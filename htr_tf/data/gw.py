@@ -262,7 +262,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
 
     ``crop`` says how line images are cut: ``masked`` keeps only the line's own word polygons
     (``mask=False`` turns that into a plain box crop); ``pipeline`` cuts them as the page
-    pipeline does from a line box (its padding, then :func:`htr_tf.pipeline.isolate_line`), so
+    pipeline does from a line box (:func:`htr_tf.pipeline.cut_line`), so
     a recogniser can be trained and validated on what it sees on real pages.
     """
     if crop not in ("masked", "pipeline"):
@@ -293,8 +293,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
 
     mask = mask and crop == "masked"
     if crop == "pipeline":
-        from htr_tf.pipeline import PipelineOptions, isolate_line
-        from htr_tf.geometry import crop as crop_box
+        from htr_tf.pipeline import PipelineOptions, cut_line
 
         popts = PipelineOptions()
     info = {"pad": pad, "mask": mask, "mask_dilate": MASK_DILATE if mask else 0, "crop": crop,
@@ -339,9 +338,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
                     w.skip("word: its line's box is outside the page", line.id, len(line.word_ids))
                     continue
                 if crop == "pipeline":
-                    pb = (max(0.0, box[0] - popts.line_pad_x), max(0.0, box[1] - popts.line_pad_y),
-                          min(float(W), box[2] + popts.line_pad_x), min(float(H), box[3] + popts.line_pad_y))
-                    image = isolate_line(crop_box(gray, pb))
+                    image, _ = cut_line(gray, box, popts)
                 elif mask:
                     image = mask_line_crop(gray, line, box, thr)
                 else:
