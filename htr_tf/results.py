@@ -2,11 +2,14 @@
 
 The tree grows page -> region -> line -> word (docTR's Document/Page/Block/Line/Word,
 kraken's records): the recogniser fills lines and words, the pipeline puts them into
-regions (the handwritten area) of a page.  Text, JSON, PAGE-XML and overlay pictures
-(:mod:`htr_tf.outputs`) are all made from this tree.  Every level has ``text``,
-``confidence`` (a probability in ``[0, 1]``, see :mod:`htr_tf.decode.ctc` for its
-definition) and a ``box`` (``xyxy`` page pixels, or ``None`` when unknown), and a
-``to_dict()`` that gives plain JSON-ready values.
+regions of a page (handwritten or printed text blocks, in reading order).  Text, JSON,
+PAGE-XML, ALTO and overlay pictures (:mod:`htr_tf.outputs`) are all made from this tree.
+Every level has ``text``, ``confidence`` (a probability in ``[0, 1]``, see
+:mod:`htr_tf.decode.ctc` for its definition) and a ``box`` (``xyxy`` page pixels, or
+``None`` when unknown), and a ``to_dict()`` that gives plain JSON-ready values.  Lines and
+regions may also carry a ``polygon`` (their outline, ``((x, y), ...)`` page pixels) and
+lines a ``baseline`` (the polyline the writing rests on, left to right), as kraken's
+``BaselineLine`` does: the writers put them out where the format has a place for them.
 
 >>> from htr_tf.decode import DecodedLine
 >>> d = DecodedLine("to be", (1, 2, 3, 4, 5), 0.9, (.9, .8, 1., .95, .85),
@@ -25,10 +28,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:
     from htr_tf.decode.ctc import DecodedLine
 
-__all__ = ["Box", "WordResult", "LineResult", "RegionResult", "PageResult", "line_frame_width"]
+__all__ = ["Box", "Points", "WordResult", "LineResult", "RegionResult", "PageResult", "line_frame_width",
+           "REGION_TYPES"]
 
 #: ``(x0, y0, x1, y1)`` in page pixels.
 Box = tuple[float, float, float, float]
+#: A polygon or polyline: ``((x, y), ...)`` in page pixels.
+Points = tuple[tuple[float, float], ...]
+
+#: What a region holds: handwriting (recognised) or printed text (reported, recognised only
+#: when the pipeline is asked to).
+REGION_TYPES = ("handwritten", "printed")
 
 #: Decimal places kept by ``to_dict``: confidences, then pixel coordinates.
 _CONF_DIGITS = 4
@@ -42,6 +52,23 @@ def _box(b: Sequence[float] | None) -> Box | None:
         raise ValueError(f"a box is (x0, y0, x1, y1), got {b!r}")
     x0, y0, x1, y1 = (float(v) for v in b)
     return (x0, y0, x1, y1)
+
+
+def _points(p: Any, what: str, min_points: int) -> Points | None:
+    """``[[x, y], ...]`` (any sequence or ``[K, 2]`` array) -> a tuple of float pairs, or None."""
+    if p is None:
+        return None
+    try:
+        pts = tuple((float(x), float(y)) for x, y in (tuple(q) for q in p))
+    except (TypeError, ValueError):
+        raise ValueError(f"a {what} is a sequence of (x, y) points, got {p!r}") from None
+    if len(pts) < min_points:
+        raise ValueError(f"a {what} needs at least {min_points} points, got {len(pts)}")
+    return pts
+
+
+def _plain_points(p: Points | None) -> list[list[float]] | None:
+    return None if p is None else [[round(x, _BOX_DIGITS), round(y, _BOX_DIGITS)] for x, y in p]
 
 
 def _plain(value: Any, key: str = "") -> Any:
@@ -80,6 +107,8 @@ class LineResult:
     they and ``words``' boxes exist only when the line's ``box`` is known.
     ``id`` names the line (a record id, an image path); ``extra`` holds anything a
     caller adds (decoder name, scores) and is written by ``to_dict`` as is.
+    ``polygon`` (>= 3 points) outlines the line and ``baseline`` (>= 2 points, left to
+    right) is where it rests, both page pixels; ``None`` when the layout gave only a box.
     """
 
     text: str
@@ -90,9 +119,13 @@ class LineResult:
     words: list[WordResult] = field(default_factory=list)
     id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    polygon: Points | None = None
+    baseline: Points | None = None
 
     def __post_init__(self) -> None:
         self.box = _box(self.box)
+        self.polygon = _points(self.polygon, "line polygon", 3)
+        self.baseline = _points(self.baseline, "baseline", 2)
         if self.char_confidences and len(self.char_confidences) != len(self.text):
             raise ValueError(f"{len(self.char_confidences)} character confidences for "
                              f"{len(self.text)} characters")
@@ -102,11 +135,13 @@ class LineResult:
     @classmethod
     def from_decoded(cls, decoded: "DecodedLine", box: Sequence[float] | None = None,
                      frame_width: float | None = None, id: str | None = None,
-                     extra: dict[str, Any] | None = None) -> "LineResult":
+                     extra: dict[str, Any] | None = None, polygon: Any = None,
+                     baseline: Any = None) -> "LineResult":
         """Build from a decoder's output.
 
         ``box`` is the line's xyxy page box and ``frame_width`` the page pixels one CTC
         frame covers (:func:`line_frame_width`); with both, characters and words get boxes.
+        ``polygon`` and ``baseline`` are kept as given (see the class docstring).
         """
         b = _box(box)
         char_boxes: tuple[Box, ...] = ()
@@ -116,12 +151,16 @@ class LineResult:
                                for s, e in decoded.spans)
         words = _words(decoded.text, decoded.char_confidences, char_boxes)
         return cls(decoded.text, float(decoded.confidence), b, tuple(decoded.char_confidences),
-                   char_boxes, words, id, dict(extra or {}))
+                   char_boxes, words, id, dict(extra or {}), polygon, baseline)
 
     def to_dict(self, chars: bool = True) -> dict[str, Any]:
         """Plain values for JSON; ``chars=False`` leaves out the per-character lists."""
         d: dict[str, Any] = {"text": self.text, "confidence": _plain(self.confidence),
                              "box": _plain(self.box, "box")}
+        if self.polygon is not None:
+            d["polygon"] = _plain_points(self.polygon)
+        if self.baseline is not None:
+            d["baseline"] = _plain_points(self.baseline)
         if self.id is not None:
             d = {"id": self.id, **d}
         if chars:
@@ -135,15 +174,25 @@ class LineResult:
 
 @dataclass
 class RegionResult:
-    """A text region (the handwritten area): its box, the area model's score and its lines."""
+    """A text region: its box (and polygon), its type, the layout model's score and its lines.
+
+    ``type`` is one of :data:`REGION_TYPES`; a printed region's lines have empty text unless
+    the pipeline was asked to read printed text too (``recognized`` says whether it was).
+    """
 
     box: Box | None
     confidence: float
     lines: list[LineResult] = field(default_factory=list)
     id: str | None = None
+    polygon: Points | None = None
+    type: str = "handwritten"
+    recognized: bool = True
 
     def __post_init__(self) -> None:
         self.box = _box(self.box)
+        self.polygon = _points(self.polygon, "region polygon", 3)
+        if self.type not in REGION_TYPES:
+            raise ValueError(f"region type must be one of {', '.join(REGION_TYPES)}, got {self.type!r}")
 
     @property
     def text(self) -> str:
@@ -151,8 +200,13 @@ class RegionResult:
         return "\n".join(line.text for line in self.lines)
 
     def to_dict(self, chars: bool = True) -> dict[str, Any]:
-        d: dict[str, Any] = {"box": _plain(self.box, "box"), "confidence": _plain(self.confidence),
-                             "lines": [line.to_dict(chars) for line in self.lines]}
+        d: dict[str, Any] = {"type": self.type, "box": _plain(self.box, "box"),
+                             "confidence": _plain(self.confidence)}
+        if self.polygon is not None:
+            d["polygon"] = _plain_points(self.polygon)
+        if not self.recognized:
+            d["recognized"] = False
+        d["lines"] = [line.to_dict(chars) for line in self.lines]
         return {"id": self.id, **d} if self.id is not None else d
 
 
@@ -174,13 +228,14 @@ class PageResult:
 
     @property
     def lines(self) -> list[LineResult]:
-        """Every line of the page, in reading order."""
-        return [line for r in self.regions for line in r.lines]
+        """Every recognised line of the page, in reading order (a printed region that was not
+        read contributes none)."""
+        return [line for r in self.regions if r.recognized for line in r.lines]
 
     @property
     def text(self) -> str:
         """The page's text: one line per text line, regions separated by a blank line."""
-        return "\n\n".join(r.text for r in self.regions if r.lines)
+        return "\n\n".join(r.text for r in self.regions if r.lines and r.recognized)
 
     @property
     def confidence(self) -> float:

@@ -113,11 +113,11 @@ def _page_output_path(out_dir: Path, image: str, suffix: str) -> Path:
 def _ocr_page(a: argparse.Namespace) -> int:
     from htr_tf.errors import ConfigError, DataError
     from htr_tf.fileio import atomic_write_text, read_image
-    from htr_tf.outputs import SUFFIXES, render, write_overlay
+    from htr_tf.outputs import FORMAT_REGISTRY, SUFFIXES, render, write_overlay
 
     several = len(a.images) > 1
-    if a.format == "page-xml" and several and not a.out:
-        raise ConfigError("--format page-xml with several pages needs --out DIR (one XML file per page)")
+    if FORMAT_REGISTRY[a.format].document and several and not a.out:
+        raise ConfigError(f"--format {a.format} with several pages needs --out DIR (one XML file per page)")
     overlay_dir = None
     if a.overlay and several:
         overlay_dir = Path(a.overlay)
@@ -170,7 +170,9 @@ def _ocr_line(a: argparse.Namespace) -> int:
 
     from htr_tf.errors import ConfigError
 
-    for flag, value in (("--format page-xml", a.format == "page-xml"), ("--out", a.out),
+    from htr_tf.outputs import FORMAT_REGISTRY
+
+    for flag, value in ((f"--format {a.format}", FORMAT_REGISTRY[a.format].document), ("--out", a.out),
                         ("--overlay", a.overlay), ("--server", a.server), ("--backend", a.backend),
                         ("--paragraph-model", a.paragraph_model), ("--lines-model", a.lines_model)):
         if value:
@@ -242,9 +244,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the networks run: local (default, Keras in this process) or tflite (LiteRT)")
     p.add_argument("--server", default=None, metavar="HOST:PORT",
                    help="run the networks on a TF Serving / `htr serve` gRPC server; decoding stays here")
-    p.add_argument("--format", choices=["text", "json", "page-xml"], default="text",
-                   help="text: the recognised text; json: one JSON object per image (boxes, "
-                        "confidences); page-xml: PAGE 2019 XML (pages only)")
+    from htr_tf.outputs import FORMAT_REGISTRY
+
+    p.add_argument("--format", choices=list(FORMAT_REGISTRY), default="text",
+                   help="; ".join(f"{f.name}: {f.help}" + (" (pages only)" if f.document else "")
+                                  for f in FORMAT_REGISTRY.values()))
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write one file per page into DIR (NAME.txt|.json|.xml) instead of stdout")
     p.add_argument("--overlay", default=None, metavar="OUT.png",
