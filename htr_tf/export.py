@@ -39,9 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -149,36 +146,15 @@ def _tf_to_gray(img):
 
 def export_recognizer(recognizer: "Recognizer", out_dir: str | os.PathLike) -> Path:
     """Export ``recognizer`` as a SavedModel in ``out_dir`` (replaced atomically); returns it."""
-    import tensorflow as tf
+    from htr_tf.bundle import save_module
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta_json = json.dumps(recognizer.metadata(), indent=2, ensure_ascii=False)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="htr-export-") as staging:
-        asset_file = Path(staging) / META_ASSET
-        asset_file.write_text(meta_json, encoding="utf-8")
-        module = _build_module(recognizer, meta_json, asset_file)
-        signatures = {
-            "serving_default": module.recognize.get_concrete_function(),
-            "recognize": module.recognize.get_concrete_function(),
-            "recognize_bytes": module.recognize_bytes.get_concrete_function(),
-            "metadata": module.metadata.get_concrete_function(),
-            "metadata_batch": module.metadata_batch.get_concrete_function(),
-        }
-        try:
-            tf.saved_model.save(module, str(tmp), signatures=signatures)
-            old = None
-            if out.exists():
-                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(out, old)
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return save_module(lambda asset: _build_module(recognizer, meta_json, asset), meta_json, out_dir,
+                       lambda m: {"serving_default": m.recognize.get_concrete_function(),
+                                  "recognize": m.recognize.get_concrete_function(),
+                                  "recognize_bytes": m.recognize_bytes.get_concrete_function(),
+                                  "metadata": m.metadata.get_concrete_function(),
+                                  "metadata_batch": m.metadata_batch.get_concrete_function()})
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from htr_tf.bundle import DECODING_KEY
 from htr_tf.charset import BLANK_INDEX, Charset
 from htr_tf.errors import ConfigError, ModelError
 
@@ -499,8 +500,8 @@ def get_decoder(name: str, **options: Any) -> Decoder:
 
 # -- a model's tuned decoder settings ---------------------------------------------------------------
 #: Key of a recogniser's ``htr.json`` holding tuned decoder settings (``htr lm tune --save``):
-#: ``{"decoding": {NAME: {"options": {...constructor options}, "tuned": {...where they came from}}}}``.
-DECODING_KEY = "decoding"
+#: ``{"decoding": {NAME: {"options": {...constructor options}, "tuned": {...where they came from}}}}``
+#: (defined with the bundle format, :data:`htr_tf.bundle.DECODING_KEY`).
 
 
 def decoder_defaults(decoding: Mapping[str, Any] | None, name: str) -> dict[str, Any]:

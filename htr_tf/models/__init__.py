@@ -9,7 +9,6 @@ from htr_tf.models.recognizer import (
     build_recognizer,
     ctc_loss,
     frame_lengths,
-    greedy_decode,
 )
 
-__all__ = ["Recognizer", "RecognizerConfig", "build_recognizer", "ctc_loss", "frame_lengths", "greedy_decode"]
+__all__ = ["Recognizer", "RecognizerConfig", "build_recognizer", "ctc_loss", "frame_lengths"]

@@ -1,4 +1,4 @@
-"""Shared parts of the layout models: the small U-Net, page resizing, soft box masks, bundles.
+"""Shared parts of the layout models: the small U-Net, page resizing, soft box masks.
 
 Both layout models are fully convolutional networks (:func:`build_fcn`) predicting one
 probability map at ``out_stride`` of their input; everything around them (resizing a page,
@@ -6,25 +6,23 @@ turning a map into boxes) is numpy/cv2 here and has a TensorFlow twin for served
 
 Coordinates: a map pixel ``(i, j)`` covers input pixels ``[j*s, (j+1)*s) x [i*s, (i+1)*s)``
 for stride ``s``; boxes are xyxy with continuous coordinates (pixel ``j`` spans ``[j, j+1)``).
+
+Bundles (``save_bundle``, ``read_bundle_meta``, ``load_keras_model``, ``save_module``) live in
+:mod:`htr_tf.bundle`; their names are re-exported here for the layout models.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from htr_tf.bundle import (BUNDLE_FORMAT_VERSION, META_FILE, MODEL_FILE, load_keras_model, read_bundle_meta,
+                           save_bundle, save_module)
 from htr_tf.config import Config
-from htr_tf.errors import ConfigError, DataError, ModelError
-from htr_tf.fileio import atomic_write_text
+from htr_tf.errors import ConfigError, DataError
 
 __all__ = ["FCNConfig", "build_fcn", "normalize_page", "area_resize", "tf_area_resize", "fit_size",
            "resize_fit", "tf_resize_fit",
@@ -32,9 +30,6 @@ __all__ = ["FCNConfig", "build_fcn", "normalize_page", "area_resize", "tf_area_r
            "save_module", "tf_max_filter", "tf_connected_components", "MODEL_FILE", "META_FILE",
            "BUNDLE_FORMAT_VERSION"]
 
-MODEL_FILE = "model.keras"
-META_FILE = "htr.json"
-BUNDLE_FORMAT_VERSION = 1
 FCN_CONFIG_VERSION = 1
 
 
@@ -301,97 +296,3 @@ def soft_box_mask(boxes: np.ndarray, height: int, width: int, stride: int = 1) -
         sl = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
         np.maximum(out[sl], cy[k, sl[0], None] * cx[k, None, sl[1]], out=out[sl])
     return out
-
-
-# -- bundles --------------------------------------------------------------------------------------
-def save_bundle(path: str | os.PathLike, model: Any, meta: dict) -> None:
-    """Write ``model.keras`` + ``htr.json`` into ``path`` atomically (temp dir, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        model.save(tmp / MODEL_FILE)
-        atomic_write_text(tmp / META_FILE, json.dumps(_plain(meta), indent=2, ensure_ascii=False))
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def read_bundle_meta(path: str | os.PathLike, kind: str) -> dict:
-    """A bundle's ``htr.json``, checked for ``kind`` and format version (:class:`ModelError`)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: no {kind} bundle here (expected a directory with {MODEL_FILE} and {META_FILE})")
-    meta_path = path / META_FILE
-    if not meta_path.exists():
-        raise ModelError(f"{path}: not a model bundle ({META_FILE} is missing)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{meta_path}: corrupt bundle metadata: {e}") from None
-    if not isinstance(meta, dict) or meta.get("kind") != kind:
-        found = meta.get("kind") if isinstance(meta, dict) else None
-        raise ModelError(f"{path}: bundle kind is {found!r}, expected {kind!r}")
-    if meta.get("format_version") != BUNDLE_FORMAT_VERSION:
-        raise ModelError(f"{path}: {kind} bundle format version {meta.get('format_version')!r}; "
-                         f"this htr-tf reads version {BUNDLE_FORMAT_VERSION}")
-    return meta
-
-
-def load_keras_model(path: str | os.PathLike) -> Any:
-    """``path/model.keras`` loaded without compiling, or a :class:`ModelError`."""
-    import keras
-
-    model_path = Path(path) / MODEL_FILE
-    if not model_path.exists():
-        raise ModelError(f"{path}: {MODEL_FILE} is missing")
-    try:
-        return keras.saving.load_model(model_path, compile=False)
-    except Exception as e:  # Keras raises many types for a corrupt archive
-        raise ModelError(f"{model_path}: cannot load the Keras model: {type(e).__name__}: {e}") from None
-
-
-def save_module(module_cls: Any, meta_json: str, out_dir: str | os.PathLike, signatures: Any) -> Path:
-    """Build ``module_cls(asset)`` and save it with ``signatures(module)`` atomically at ``out_dir``."""
-    import tensorflow as tf
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="htr-export-") as staging:
-        asset = Path(staging) / "htr.json"
-        asset.write_text(meta_json, encoding="utf-8")
-        module = module_cls(asset)
-        try:
-            tf.saved_model.save(module, str(tmp), signatures=signatures(module))
-            old = None
-            if out.exists():
-                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(out, old)
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return x

@@ -21,31 +21,27 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from htr_tf.bundle import (BUNDLE_FORMAT_VERSION, DECODING_KEY, META_FILE, MODEL_FILE, load_keras_model, plain,
+                           read_bundle_meta, save_bundle)
 from htr_tf.charset import BLANK_INDEX, Charset
 from htr_tf.config import Config
-from htr_tf.decode.ctc import DECODING_KEY
 from htr_tf.errors import ConfigError, DataError, ModelError
 from htr_tf.fileio import atomic_write_text
 from htr_tf.geometry import LineGeometry
 
 __all__ = [
     "RecognizerConfig", "build_recognizer", "ctc_loss", "frame_lengths", "Recognizer",
-    "greedy_decode", "BUNDLE_KIND", "BUNDLE_FORMAT_VERSION", "MODEL_FILE", "META_FILE",
+    "BUNDLE_KIND", "BUNDLE_FORMAT_VERSION", "MODEL_FILE", "META_FILE",
 ]
 
 CONFIG_VERSION = 1
 BUNDLE_KIND = "recognizer"
-BUNDLE_FORMAT_VERSION = 1
-MODEL_FILE = "model.keras"
-META_FILE = "htr.json"
 RNN_TYPES = ("lstm", "gru")
 DOWNSAMPLE_TYPES = ("pool", "stride")
 
@@ -347,56 +343,21 @@ class Recognizer:
     def metadata(self) -> dict:
         return {"kind": BUNDLE_KIND, "format_version": BUNDLE_FORMAT_VERSION,
                 "charset": self.charset.to_dict(), "geometry": self.geometry.to_dict(),
-                "config": _plain(self.config.to_dict()), "info": _plain(self.info),
-                **({DECODING_KEY: _plain(self.decoding)} if self.decoding else {})}
+                "config": plain(self.config.to_dict()), "info": plain(self.info),
+                **({DECODING_KEY: plain(self.decoding)} if self.decoding else {})}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the bundle directory atomically (temp dir, then rename over ``path``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            self.model.save(tmp / MODEL_FILE)
-            atomic_write_text(tmp / META_FILE, json.dumps(self.metadata(), indent=2, ensure_ascii=False))
-            old = None
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        """Write the bundle directory atomically (:func:`htr_tf.bundle.save_bundle`)."""
+        save_bundle(path, self.model, self.metadata())
 
     @staticmethod
     def read_metadata(path: str | os.PathLike) -> dict:
         """The bundle's ``htr.json``, checked for kind and format version."""
-        path = Path(path)
-        meta_path = path / META_FILE
-        if not path.is_dir():
-            raise ModelError(f"{path}: no recognizer bundle here (expected a directory with "
-                             f"{MODEL_FILE} and {META_FILE})")
-        if not meta_path.exists():
-            raise ModelError(f"{path}: not a model bundle ({META_FILE} is missing)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelError(f"{meta_path}: corrupt bundle metadata: {e}") from None
-        if not isinstance(meta, dict) or meta.get("kind") != BUNDLE_KIND:
-            kind = meta.get("kind") if isinstance(meta, dict) else None
-            raise ModelError(f"{path}: bundle kind is {kind!r}, expected {BUNDLE_KIND!r}")
-        if meta.get("format_version") != BUNDLE_FORMAT_VERSION:
-            raise ModelError(f"{path}: recognizer bundle format version {meta.get('format_version')!r}; "
-                             f"this htr-tf reads version {BUNDLE_FORMAT_VERSION}")
-        return meta
+        return read_bundle_meta(path, BUNDLE_KIND)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recognizer":
         """Load a bundle; :class:`ModelError` naming ``path`` when missing, corrupt or incompatible."""
-        import keras
-
         path = Path(path)
         meta = cls.read_metadata(path)
         try:
@@ -405,14 +366,8 @@ class Recognizer:
             config = RecognizerConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise ModelError(f"{path}: bad bundle metadata: {e}") from None
-        model_path = path / MODEL_FILE
-        if not model_path.exists():
-            raise ModelError(f"{path}: {MODEL_FILE} is missing")
         _layers()
-        try:
-            model = keras.saving.load_model(model_path, compile=False)
-        except Exception as e:  # Keras raises many types for a corrupt archive
-            raise ModelError(f"{model_path}: cannot load the Keras model: {type(e).__name__}: {e}") from None
+        model = load_keras_model(path)
         out_classes = model.output["log_probs"].shape[-1] if isinstance(model.output, dict) else None
         if out_classes != charset.num_classes:
             raise ModelError(f"{path}: model has {out_classes} output classes but the charset needs "
@@ -434,9 +389,9 @@ class Recognizer:
         decoding = meta.get(DECODING_KEY) or {}
         if not isinstance(decoding, dict):
             raise ModelError(f"{path / META_FILE}: {DECODING_KEY!r} is not an object")
-        entry: dict = {"options": _plain(dict(options))}
+        entry: dict = {"options": plain(dict(options))}
         if tuned:
-            entry["tuned"] = _plain(dict(tuned))
+            entry["tuned"] = plain(dict(tuned))
         meta[DECODING_KEY] = {**decoding, decoder: entry}
         atomic_write_text(path / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
         return meta
@@ -475,26 +430,5 @@ class Recognizer:
         lp, lengths = self._predict(tf.constant(images), tf.constant(widths))
         return lp.numpy(), lengths.numpy()
 
-    def greedy_texts(self, batch_images: np.ndarray, widths: Sequence[int] | np.ndarray) -> list[str]:
-        """Best-path texts (argmax, merge repeats, drop blanks) for a padded batch."""
-        lp, lengths = self.log_probs(batch_images, widths)
-        return greedy_decode(lp, lengths, self.charset)
-
     def count_params(self) -> int:
         return int(self.model.count_params())
-
-
-def greedy_decode(log_probs: np.ndarray, lengths: np.ndarray, charset: Charset) -> list[str]:
-    """Best-path CTC decoding of a batch with numpy (argmax, ``charset.ctc_collapse``)."""
-    best = np.argmax(log_probs, axis=-1)
-    return [charset.decode(charset.ctc_collapse(best[i, : int(n)])) for i, n in enumerate(lengths)]
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x

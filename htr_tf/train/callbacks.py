@@ -25,32 +25,11 @@ import numpy as np
 
 from htr_tf.charset import Charset
 from htr_tf.fileio import atomic_write_text
-from htr_tf.models.recognizer import Recognizer, ctc_loss, greedy_decode
+from htr_tf.decode.ctc import GreedyDecoder
+from htr_tf.metrics import score_lines
+from htr_tf.models.recognizer import Recognizer, ctc_loss
 
-__all__ = ["pooled_error_rates", "TextMetrics", "BundleCheckpoint", "HistoryFile", "Throughput"]
-
-
-def pooled_error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:
-    """Pooled CER and WER (total edits / total reference characters or words) with jiwer."""
-    import jiwer
-
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    if not references:
-        return {"cer": float("nan"), "wer": float("nan")}
-    c = jiwer.process_characters(references, hypotheses)
-    chars = c.hits + c.substitutions + c.deletions
-    char_edits = c.substitutions + c.deletions + c.insertions
-    # jiwer cannot align an empty word sequence: an empty reference line's hypothesis words
-    # are all insertions
-    pairs = [(r, h) for r, h in zip(references, hypotheses) if r.split()]
-    word_edits = sum(len(h.split()) for r, h in zip(references, hypotheses) if not r.split())
-    words = 0
-    if pairs:
-        w = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
-        words = w.hits + w.substitutions + w.deletions
-        word_edits += w.substitutions + w.deletions + w.insertions
-    return {"cer": char_edits / max(chars, 1), "wer": word_edits / max(words, 1)}
+__all__ = ["TextMetrics", "BundleCheckpoint", "HistoryFile", "Throughput"]
 
 
 class TextMetrics(keras.callbacks.Callback):
@@ -89,6 +68,7 @@ class TextMetrics(keras.callbacks.Callback):
     def evaluate(self) -> dict[str, float]:
         """Run the validation pass; returns ``{"cer", "wer", "loss", "lines"}``."""
         step = self._predict_fn()
+        greedy = GreedyDecoder()
         refs: list[str] = []
         hyps: list[str] = []
         losses: list[np.ndarray] = []
@@ -96,14 +76,15 @@ class TextMetrics(keras.callbacks.Callback):
             if self.max_batches is not None and i >= self.max_batches:
                 break
             lp, lengths, loss = step(inputs, labels)
-            hyps += greedy_decode(lp.numpy(), lengths.numpy(), self.charset)
+            hyps += [d.text for d in greedy.decode(lp.numpy(), lengths.numpy(), self.charset)]
             refs += [self.charset.decode(row) for row in labels.numpy()]
             losses.append(loss.numpy())
-        rates = pooled_error_rates(refs, hyps)
+        rates = score_lines(refs, hyps)
         all_losses = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
         finite = all_losses[np.isfinite(all_losses)]
         self.last_examples = list(zip(refs[:3], hyps[:3]))
-        return {"cer": rates["cer"], "wer": rates["wer"],
+        nan = float("nan")
+        return {"cer": nan if rates["cer"] is None else rates["cer"], "wer": nan if rates["wer"] is None else rates["wer"],
                 "loss": float(finite.mean()) if finite.size else float("nan"), "lines": len(refs)}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
