@@ -1,0 +1,180 @@
+"""Synthetic handwriting v2: fonts and the reserved-font guard, the pen simulator, paper and scan,
+French text, line records (htr_tf.data.synth_lines) and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from htr_tf.data import fonts, french, paper, strokes, synth_lines
+from htr_tf.data.fonts import ReservedFontError, check_not_reserved
+from htr_tf.errors import DataError
+
+
+def _shards(root: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob("*.tfrecord"))}
+
+
+@pytest.fixture(scope="module")
+def line_set(tmp_path_factory) -> tuple[Path, dict]:
+    """24 v2 lines by 4 writers (6 lines each), bundled fonts only so the test needs no system fonts."""
+    out = tmp_path_factory.mktemp("synth2") / "lines"
+    s = synth_lines.synthesize_lines(out, lines=24, seed=5, lines_per_writer=6, system_fonts=False,
+                                     progress=False, p_pen=0.5)
+    return out, s
+
+
+# -- fonts and the reserved list -----------------------------------------------------------------
+@pytest.mark.parametrize("path", [
+    "/tmp/x/Purisa-Bold.ttf", "/tmp/somewhere/dkg.ttf", "/tmp/SteveHand.ttf",
+    "/usr/share/fonts/truetype/sjfonts/Anything.ttf", "/usr/share/fonts/opentype/havana/Other.otf",
+])
+def test_reserved_fonts_are_refused(path):
+    with pytest.raises(ReservedFontError, match="reserved"):
+        check_not_reserved(path, use_dpkg=False)
+
+
+def test_reserved_copy_in_a_fonts_dir_is_refused(tmp_path):
+    src = next(fonts.BUNDLED_HAND_FONTS.glob("*.ttf"))
+    shutil.copy(src, tmp_path / "Isabella.ttf")
+    with pytest.raises(ReservedFontError, match="Isabella.ttf"):
+        fonts.font_sources(fonts_dir=tmp_path)
+    with pytest.raises(ReservedFontError):
+        synth_lines.load_v2_fonts(tmp_path)
+
+
+def test_allowed_sources_are_not_reserved():
+    assert not set(fonts.DEBIAN_FONT_PACKAGES) & set(fonts.RESERVED_PACKAGES)
+    for pkg, (_, files) in fonts.DEBIAN_FONT_PACKAGES.items():
+        for f in files:
+            check_not_reserved(Path("/usr/share/fonts") / f, use_dpkg=False)
+    found, _ = fonts.font_sources()
+    assert sum(s.origin == "bundled" for s in found) == 12
+    assert fonts.debian_install_line().startswith("apt-get install")
+
+
+# -- the pen simulator -------------------------------------------------------------------------
+def test_stroke_fonts_cover_the_charset():
+    chars = synth_lines.synth_charset().chars
+    for f in strokes.stroke_fonts():
+        assert strokes.covers(f, chars) == "", f.name
+
+
+def test_stroke_writer_draws_reproducibly():
+    w = strokes.StrokeWriter.sample(np.random.default_rng(3))
+    a = strokes.draw_stroke_text("Noël à l'œuvre", w, np.random.default_rng(1), 20.0)
+    b = strokes.draw_stroke_text("Noël à l'œuvre", w, np.random.default_rng(1), 20.0)
+    pa = np.concatenate([p for word in a[0] for p, _ in word])
+    pb = np.concatenate([p for word in b[0] for p, _ in word])
+    assert np.array_equal(pa, pb) and len(a[0]) == 3
+    st = [(p - pa.min(0) + 5, wd) for word in a[0] for p, wd in word]
+    hw = (pa.max(0) - pa.min(0) + 10).astype(int)
+    ink = strokes.render_strokes(st, (int(hw[1]), int(hw[0])), np.random.default_rng(0), 0.3)
+    assert ink.dtype == np.uint8 and ink.shape == (hw[1], hw[0]) and ink.max() > 200
+    # two writers write the same word differently
+    w2 = strokes.StrokeWriter.sample(np.random.default_rng(4))
+    c = strokes.draw_stroke_text("Noël à l'œuvre", w2, np.random.default_rng(1), 20.0)
+    pc = np.concatenate([p for word in c[0] for p, _ in word])
+    assert pc.shape != pa.shape or not np.allclose(pc, pa)
+
+
+# -- geometry, paper and scan --------------------------------------------------------------------
+def _mask() -> np.ndarray:
+    import cv2
+
+    m = np.zeros((40, 160), np.uint8)
+    cv2.putText(m, "Hello", (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, 2)
+    return m
+
+
+def test_geometry_augmentations_keep_shape_and_dtype():
+    m = _mask()
+    rng = np.random.default_rng(0)
+    for out in (paper.warp_grid(m, rng, 12.0, 2.0), paper.elastic(m, rng, 6.0, 1.5),
+                paper.stroke_width(m, 2), paper.stroke_width(m, -1)):
+        assert out.shape == m.shape and out.dtype == np.uint8 and out.max() > 0
+    assert paper.stroke_width(m, 2).sum() > m.sum() > paper.stroke_width(m, -1).sum()
+
+
+def test_every_paper_and_scan_effect_runs():
+    m = _mask()
+    seen: set[str] = set()
+    for seed in range(120):
+        rng = np.random.default_rng(seed)
+        g, info = paper.ink_on_paper(m, rng, 14.0, 30.0, bleed=m)
+        assert g.shape == m.shape and g.dtype == np.uint8
+        g2, sinfo = paper.scan(g, rng, 14.0)
+        assert g2.shape == m.shape and g2.dtype == np.uint8
+        seen |= set(info) | set(sinfo) | {f"ink:{info['ink']}", f"ruling:{info.get('ruling')}"}
+        if sinfo.get("binarised"):
+            assert set(np.unique(g2)) <= {0, 255}
+        # the ink stays darker than the paper around it
+        assert g2[m > 200].mean() < g2[m == 0].mean()
+    for k in ("stains", "bleed", "light", "blur", "noise", "jpeg", "binarised", "ruling:ruled", "ruling:seyes",
+              "ink:black", "ink:blue", "ink:pencil"):
+        assert k in seen, k
+
+
+# -- text ----------------------------------------------------------------------------------------
+def test_french_lines_are_in_the_charset_and_use_its_letters():
+    cs = synth_lines.synth_charset()
+    rng = np.random.default_rng(0)
+    lines = [cs.normalize(french.french_line(rng, 60, set(cs.chars))) for _ in range(300)]
+    assert all(ln and not cs.unknown(ln) for ln in lines)
+    used = set("".join(lines))
+    assert set("éàèêçâîôûœ") <= used
+    assert any(c in used for c in "ÉÀÇÈÊ")
+
+
+# -- line records --------------------------------------------------------------------------------
+def test_line_records_are_valid(line_set):
+    from htr_tf.data.records import RecordSet
+    from htr_tf.fileio import decode_image
+
+    out, summary = line_set
+    rs = RecordSet(out)
+    cs = synth_lines.synth_charset()
+    assert rs.charset.chars == cs.chars and rs.source == "synth-v2"
+    assert summary["lines"] == 24 and sum(summary["splits"].values()) == 24
+    writers: dict[str, set[str]] = {}
+    kinds = set()
+    for split in rs.splits():
+        for ex in rs.iter_lines(split):
+            assert ex["text"] and cs.decode(ex["ids"]) == ex["text"]
+            img = decode_image(ex["image"])
+            assert img.dtype == np.uint8 and img.shape == (ex["height"], ex["width"])
+            assert img.shape[0] >= 16 and img.min() < img.max()
+            writers.setdefault(ex["writer"], set()).add(split)
+    assert all(len(s) == 1 for s in writers.values()) and len(writers) == 4
+    kinds = summary["writers"]
+    assert set(kinds) == {"font", "pen"}
+
+
+def test_line_records_reproducible_with_workers(line_set, tmp_path):
+    out, _ = line_set
+    s = synth_lines.synthesize_lines(tmp_path / "w2", lines=24, seed=5, lines_per_writer=6, system_fonts=False,
+                                     progress=False, p_pen=0.5, workers=2)
+    assert _shards(tmp_path / "w2") == _shards(out)
+    assert s["lines"] == 24
+
+
+def test_line_mode_bad_input(tmp_path):
+    with pytest.raises(DataError, match="lines"):
+        synth_lines.synthesize_lines(tmp_path / "x", lines=0, progress=False)
+    with pytest.raises(DataError, match="p_french"):
+        synth_lines.synthesize_lines(tmp_path / "x", lines=2, p_french=1.5, progress=False)
+
+
+def test_cli_lines_and_fonts(tmp_path, capsys):
+    from htr_tf.commands.synth import main
+
+    assert main(["synth", "--lines", "3", "--out", str(tmp_path / "r"), "--bundled-fonts-only", "--quiet"]) == 0
+    assert (tmp_path / "r" / "manifest.json").exists()
+    assert main(["synth", "--lines", "3", "--pages", "2", "--out", str(tmp_path / "r2")]) == 1
+    assert main(["fonts", "--bundled-fonts-only"]) == 0
+    text = capsys.readouterr().out
+    assert "bundled" in text and "cursive.jhf" in text
