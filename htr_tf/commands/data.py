@@ -40,6 +40,26 @@ def _data_gw_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _data_xml_prepare(a: argparse.Namespace) -> int:
+    from htr_tf.charset import load_charset
+    from htr_tf.data.xml_gt import parse_split_args, prepare_xml
+
+    fractions = None
+    if a.split_hash:
+        fractions = {}
+        for part in a.split_hash.split(","):
+            k, _, v = part.partition("=")
+            fractions[k.strip()] = float(v)
+    manifest = prepare_xml(a.xml, a.out, images=a.images, source=a.source or "xml", markup=a.markup,
+                           split_files=parse_split_args(a.split_file) if a.split_file else None,
+                           split_fractions=fractions, crop=a.crop, writer=a.writer,
+                           charset=load_charset(a.charset), per_shard=a.per_shard, progress=not a.quiet)
+    _print_manifest(manifest)
+    for note in manifest.get("info", {}).get("scaled_pages", [])[:10]:
+        print("note:", note)
+    return 0
+
+
 def _print_manifest(m: dict) -> None:
     for kind in ("lines", "forms"):
         for split, e in sorted(m.get(kind, {}).items()):
@@ -110,5 +130,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "pipeline cuts them from line boxes (train on what real pages look like)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_gw_prepare)
+
+    from htr_tf.data.xml_gt import CROPS, MARKUP_PRESETS  # no TensorFlow behind these
+
+    q = ds.add_parser("xml-prepare", help="PAGE XML / ALTO pages (Transkribus, eScriptorium, kraken) -> "
+                                          "line and page TFRecords")
+    q.add_argument("--xml", nargs="+", required=True, metavar="DIR_OR_GLOB",
+                   help="XML files, directories (searched recursively) or globs")
+    q.add_argument("--images", default=None, help="directory of the page images (default: beside the XML, "
+                                                  "or ../images); found by the name the XML gives, else its stem")
+    q.add_argument("--out", required=True, help="record set directory to write (atomically)")
+    q.add_argument("--source", default="", help="source name stored in every record (default: xml)")
+    q.add_argument("--markup", choices=sorted(MARKUP_PRESETS), default="none",
+                   help="the source's transcription markup: lines with crossed-out or unreadable text are "
+                        "skipped, insertion/superscript marks removed (see htr_tf/data/xml_gt.py)")
+    q.add_argument("--split-file", nargs="*", default=[], metavar="SPLIT=FILE",
+                   help="page ids (file stems), one a line, per split; pages in none are skipped")
+    q.add_argument("--split-hash", default="", metavar="validation=0.05,test=0.05",
+                   help="without split files: document-level stable hash splits (default 5%% / 5%%)")
+    q.add_argument("--crop", choices=list(CROPS), default="masked",
+                   help="masked: cut by the line polygon (default); box: plain box crop (neighbours' ink "
+                        "shows, as in users' line images); pipeline: box with neighbours' ink painted out")
+    q.add_argument("--writer", default="", help="writer key of every line (default: the page's document)")
+    q.add_argument("--charset", default="latin", help="iam | latin | FILE (default: latin)")
+    q.add_argument("--per-shard", type=int, default=2000)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_data_xml_prepare)
 
 

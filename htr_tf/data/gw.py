@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from htr_tf.charset import DEFAULT_CHARSET, Charset
+from htr_tf.crop import MASK_DILATE, POLYGON_PAD
 from htr_tf.errors import DataError
 
 __all__ = ["GW_SPECIAL_TOKENS", "gw_token_text", "gw_word_text", "read_transcription",
@@ -46,10 +47,8 @@ _WORD_ID = re.compile(r"^(?P<page>[^-\s]+)-(?P<line>\d+)-(?P<word>\d+)$")
 _PATH_TOKEN = re.compile(r"[MmLlZz]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 
-#: Pixels added around the union of a line's word boxes.
-LINE_PAD = 8
-#: Pixels the word-polygon mask of a line is grown by before masking.
-MASK_DILATE = 3
+#: Pixels added around the union of a line's word boxes (as around any line polygon).
+LINE_PAD = POLYGON_PAD
 
 
 class UnknownTokenError(DataError):
@@ -166,10 +165,9 @@ class GWLine:
 
     def box(self, pad: int, width: int, height: int) -> np.ndarray:
         """xyxy union of the word boxes plus ``pad``, clipped to the page (integers)."""
-        pts = np.concatenate(self.polygons)
-        x0, y0 = np.floor(pts.min(0)) - pad
-        x1, y1 = np.ceil(pts.max(0)) + pad
-        return np.array([max(0, x0), max(0, y0), min(width, x1), min(height, y1)], np.float32)
+        from htr_tf.crop import polygon_box
+
+        return polygon_box(self.polygons, pad, width, height)
 
 
 def group_lines(words: dict[str, str], polygons: dict[str, np.ndarray], page: str,
@@ -211,24 +209,9 @@ def group_lines(words: dict[str, str], polygons: dict[str, np.ndarray], page: st
 def mask_line_crop(page: np.ndarray, line: GWLine, box: np.ndarray, ink_threshold: float,
                    dilate: int = MASK_DILATE) -> np.ndarray:
     """Cut ``box`` from ``page`` keeping only the line's own ink (see the module docstring)."""
-    import cv2
+    from htr_tf.crop import mask_polygons
 
-    x0, y0, x1, y1 = (int(v) for v in box)
-    crop = page[y0:y1, x0:x1]
-    own = np.zeros(crop.shape, np.uint8)
-    cv2.fillPoly(own, [np.round(p - (x0, y0)).astype(np.int32) for p in line.polygons], 1)
-    keep = cv2.dilate(own, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)) if dilate else own.copy()
-    ink = (crop < ink_threshold).astype(np.uint8)
-    n, labels = cv2.connectedComponents(ink, connectivity=8)
-    if n > 1:
-        inside = np.bincount(labels[own > 0], minlength=n)
-        area = np.bincount(labels.ravel(), minlength=n)
-        mostly_own = inside * 2 > area
-        mostly_own[0] = False
-        keep |= mostly_own[labels].astype(np.uint8)
-    paper_pixels = crop[(keep > 0) & (ink == 0)]
-    paper = int(np.median(paper_pixels)) if paper_pixels.size else 255
-    return np.where(keep > 0, crop, np.uint8(paper)).astype(np.uint8)
+    return mask_polygons(page, line.polygons, box, ink_threshold, dilate)
 
 
 def _find_image(images: Path, page: str) -> Path:
@@ -262,7 +245,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
 
     ``crop`` says how line images are cut: ``masked`` keeps only the line's own word polygons
     (``mask=False`` turns that into a plain box crop); ``pipeline`` cuts them as the page
-    pipeline does from a line box (:func:`htr_tf.pipeline.cut_line`), so
+    pipeline does from a line box (:func:`htr_tf.crop.cut_line`), so
     a recogniser can be trained and validated on what it sees on real pages.
     """
     if crop not in ("masked", "pipeline"):
@@ -293,9 +276,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
 
     mask = mask and crop == "masked"
     if crop == "pipeline":
-        from htr_tf.pipeline import PipelineOptions, cut_line
-
-        popts = PipelineOptions()
+        from htr_tf.crop import cut_line
     info = {"pad": pad, "mask": mask, "mask_dilate": MASK_DILATE if mask else 0, "crop": crop,
             "pages": {s: [p for p in page_split if page_split[p] == s] for s in ("train", "validation", "test")},
             "words": {}}
@@ -338,7 +319,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
                     w.skip("word: its line's box is outside the page", line.id, len(line.word_ids))
                     continue
                 if crop == "pipeline":
-                    image, _ = cut_line(gray, box, popts)
+                    image, _ = cut_line(gray, box)
                 elif mask:
                     image = mask_line_crop(gray, line, box, thr)
                 else:

@@ -17,7 +17,10 @@ page pixels):
 
 * line: ``id, form_id, writer, source, text, ids (charset ids), image, height, width, err``
 * form: ``id, writer, source, image, height, width, paragraph_box[4], line_boxes[N*4],
-  line_ids[N], line_texts[N], line_err[N], word_boxes[M*4], word_texts[M], word_line[M]``
+  line_ids[N], line_texts[N], line_err[N], word_boxes[M*4], word_texts[M], word_line[M]``,
+  and, where the ground truth has them, ``line_polygon_xy / line_polygon_len`` and
+  ``line_baseline_xy / line_baseline_len`` (every line's points, flat, with each line's point
+  count; see :func:`split_points`).  Lines are in reading order.
 """
 
 from __future__ import annotations
@@ -74,6 +77,27 @@ class FormExample:
     word_line: Sequence[int] = ()
     writer: str = ""
     source: str = ""
+    #: Per line, its polygon / baseline as ``[K, 2]`` page pixels (empty: none given).
+    line_polygons: Sequence[np.ndarray] = ()
+    line_baselines: Sequence[np.ndarray] = ()
+
+
+def _flat_points(arrays: Sequence[np.ndarray], n: int) -> tuple[np.ndarray, list[int]]:
+    """Per-line point arrays -> (flat float32 xy, per-line point counts); none given -> zeros."""
+    if not len(arrays):
+        return np.zeros(0, np.float32), [0] * n
+    pts = [np.asarray(a, np.float32).reshape(-1, 2) for a in arrays]
+    if len(pts) != n:
+        raise ValueError(f"{len(pts)} point arrays for {n} lines")
+    flat = np.concatenate(pts).reshape(-1) if pts else np.zeros(0, np.float32)
+    return flat, [len(p) for p in pts]
+
+
+def split_points(xy: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
+    """Flat ``xy`` and per-line point counts (a form record's polygons or baselines) -> ``[K, 2]`` arrays."""
+    pts = np.asarray(xy, np.float32).reshape(-1, 2)
+    ends = np.cumsum(np.asarray(lengths, np.int64))
+    return [pts[e - k:e] for k, e in zip(np.asarray(lengths, np.int64), ends)]
 
 
 def _tf():
@@ -134,6 +158,10 @@ def serialize_form(ex: FormExample) -> bytes:
         "word_texts": _bytes([s.encode("utf-8") for s in ex.word_texts]),
         "word_line": _ints(ex.word_line),
     }
+    for name, arrays in (("polygon", ex.line_polygons), ("baseline", ex.line_baselines)):
+        flat, lens = _flat_points(arrays, n)
+        f[f"line_{name}_xy"] = _floats(flat)
+        f[f"line_{name}_len"] = _ints(lens)
     return tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()
 
 
@@ -155,7 +183,11 @@ def form_feature_spec() -> dict:
             "line_err": tf.io.VarLenFeature(tf.int64),
             "word_boxes": tf.io.VarLenFeature(tf.float32),
             "word_texts": tf.io.VarLenFeature(tf.string),
-            "word_line": tf.io.VarLenFeature(tf.int64)}
+            "word_line": tf.io.VarLenFeature(tf.int64),
+            "line_polygon_xy": tf.io.VarLenFeature(tf.float32),
+            "line_polygon_len": tf.io.VarLenFeature(tf.int64),
+            "line_baseline_xy": tf.io.VarLenFeature(tf.float32),
+            "line_baseline_len": tf.io.VarLenFeature(tf.int64)}
 
 
 def parse_line(serialized):
@@ -174,7 +206,8 @@ def parse_form(serialized):
         ex[k] = tf.reshape(tf.sparse.to_dense(ex[k]), [-1, 4])
     for k in ("line_ids", "line_texts", "word_texts"):
         ex[k] = tf.sparse.to_dense(ex[k], default_value=b"")
-    for k in ("line_err", "word_line"):
+    for k in ("line_err", "word_line", "line_polygon_xy", "line_polygon_len", "line_baseline_xy",
+              "line_baseline_len"):
         ex[k] = tf.sparse.to_dense(ex[k])
     return ex
 
