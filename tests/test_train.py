@@ -49,7 +49,7 @@ def test_train_config_round_trips_and_rejects_unknown_keys(tmp_path):
 
 
 def test_bundled_recipes_load():
-    for name in ("recognizer.yaml", "recognizer-tiny.yaml"):
+    for name in ("recognizer.yaml", "recognizer-tiny.yaml", "recognizer-real.yaml"):
         cfg = TrainConfig.load(REPO / "training" / name)
         cfg.model.check_geometry(cfg.line_geometry())
 
@@ -187,6 +187,34 @@ def test_fine_tuning_starts_from_the_bundle_with_mixed_precision(tiny_line_recor
     assert tuned.config == init.config
     assert all(layer.dtype_policy.name == "float32" for layer in tuned.model.layers)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_fine_tuning_onto_a_larger_charset_keeps_the_old_output_units(tiny_line_records, tmp_path):
+    from htr_tf.charset import load_charset
+    from htr_tf.train.recognizer import train_recognizer
+
+    keras.utils.set_random_seed(4)
+    init = Recognizer.create(RecognizerConfig.tiny(), Charset(), TrainConfig().line_geometry(), {"origin": "test"})
+    init.save(tmp_path / "init")
+    seen: list = []
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(self.model.recognizer.get_layer("logits").get_weights())
+
+    cfg = tiny_config(tiny_line_records, epochs=1, steps_per_epoch=1, charset="latin")
+    result = train_recognizer(cfg, tmp_path / "ft", init=tmp_path / "init", callbacks=[Capture()], verbose=0)
+    kernel, bias = seen[0]
+    old_kernel, old_bias = init.model.get_layer("logits").get_weights()
+    latin = load_charset("latin")
+    assert kernel.shape == (old_kernel.shape[0], latin.num_classes)
+    np.testing.assert_array_equal(kernel[:, :old_kernel.shape[1]], old_kernel)
+    np.testing.assert_array_equal(bias[:old_bias.shape[0]], old_bias)
+    assert np.all(bias[old_bias.shape[0]:] == np.median(old_bias[1:]))
+    assert Recognizer.load(result.last).charset.chars == latin.chars
+    with pytest.raises(ConfigError, match="does not extend"):
+        train_recognizer(tiny_config(tiny_line_records, epochs=1, steps_per_epoch=1, charset="zyx"),
+                         tmp_path / "bad", init=tmp_path / "init", verbose=0)
 
 
 def test_cli_trains_the_tiny_recipe(tiny_line_records, tmp_path, capsys):

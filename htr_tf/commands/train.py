@@ -17,7 +17,7 @@ def _train_recognizer(a: argparse.Namespace) -> int:
         changes["data"] = tuple(DataSpec.parse(d) for d in a.data)
     if a.validation:
         changes["validation"] = DataSpec.parse(a.validation, default_split="validation")
-    for name in ("epochs", "steps_per_epoch", "batch_size", "seed", "learning_rate"):
+    for name in ("epochs", "steps_per_epoch", "batch_size", "seed", "learning_rate", "charset"):
         value = getattr(a, name)
         if value is not None:
             changes[name] = value
@@ -65,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mirrored: local GPUs; multiworker: the machines in TF_CONFIG")
     q.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (softmax stays float32)")
     q.add_argument("--init", metavar="MODEL", help="fine-tune from this recognizer bundle")
+    q.add_argument("--charset", metavar="iam|latin|FILE",
+                   help="characters to recognise (default: the --init bundle's, else the records'); "
+                        "with --init it must extend the bundle's charset (new output units start fresh)")
     q.add_argument("--seed", type=int)
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=_train_recognizer)

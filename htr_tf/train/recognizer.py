@@ -317,17 +317,72 @@ def _open_sets(config: TrainConfig) -> tuple[list[tuple[Any, DataSpec]], tuple[A
     return train, val
 
 
+def _config_charset(spec: str) -> Charset:
+    """``charset:`` of a recipe: a name (``iam``, ``latin``), a charset file, or the characters."""
+    import os
+
+    from htr_tf.charset import NAMED_CHARSETS, load_charset
+
+    if spec in NAMED_CHARSETS or (len(spec) > 4 and os.path.isfile(spec)):
+        return load_charset(spec)
+    return Charset(spec, replacement="#" if "#" in spec else "")
+
+
 def _resolve_charset(config: TrainConfig, sets: Sequence[Any], init: Recognizer | None) -> Charset:
+    """The charset to train: the recipe's, else the init bundle's, else the records'.
+
+    A recipe charset that differs from the init bundle's must extend it (the bundle's
+    characters first, in order): the network then keeps every learned weight and only the
+    new characters' output units start fresh (:func:`_transfer_weights`).
+    """
+    if config.charset:
+        cs = _config_charset(config.charset)
+        if init is not None and not cs.chars.startswith(init.charset.chars):
+            raise ConfigError(f"charset {config.charset!r} does not extend the --init bundle's charset "
+                              f"({init.charset.num_classes - 1} characters): its characters must come first, "
+                              "in the same order")
+        return cs
     if init is not None:
         return init.charset
-    if config.charset:
-        return Charset(config.charset, replacement="#" if "#" in config.charset else "")
     first = sets[0].charset
     for rs in sets[1:]:
         if rs.charset.chars != first.chars:
             raise DataError(f"record sets {sets[0].path} and {rs.path} were written with different "
                             "charsets; set `charset:` in the config to train on both")
     return first
+
+
+def _transfer_weights(net: Any, source: Any) -> int:
+    """Copy ``source``'s weights into ``net`` where the output layer has more classes.
+
+    Every layer but ``logits`` must match; of ``logits`` the first (old) classes are copied,
+    the new classes keep their fresh kernel and get the old characters' median bias, so they
+    start as likely as a typical character rather than at random.  Returns the new classes.
+    """
+    import numpy as np
+
+    new_w, old_w = net.get_weights(), source.get_weights()
+    if len(new_w) != len(old_w):
+        raise ValueError(f"{len(old_w)} weight arrays in the bundle, {len(new_w)} in the model")
+    logits = net.get_layer("logits")
+    kernel_shape = tuple(logits.kernel.shape)
+    out, added = [], 0
+    for a, b in zip(new_w, old_w):
+        if a.shape == b.shape:
+            out.append(b)
+        elif a.ndim == 2 and a.shape[:1] == b.shape[:1] and a.shape == kernel_shape and a.shape[1] > b.shape[1]:
+            k = a.copy()
+            k[:, :b.shape[1]] = b
+            out.append(k)
+            added = a.shape[1] - b.shape[1]
+        elif a.ndim == 1 and a.shape[0] == kernel_shape[1] and a.shape[0] > b.shape[0]:
+            bias = np.full(a.shape, np.median(b[1:]) if b.shape[0] > 1 else 0.0, a.dtype)
+            bias[:b.shape[0]] = b
+            out.append(bias)
+        else:
+            raise ValueError(f"weight of shape {b.shape} does not fit {a.shape}")
+    net.set_weights(out)
+    return added
 
 
 def _augment(config: TrainConfig) -> Any:
@@ -446,7 +501,10 @@ def train_recognizer(config: TrainConfig, out: str | os.PathLike, *, distribute:
             net = build_recognizer(model_config, charset.num_classes, geometry.height)
             if init_bundle is not None:
                 try:
-                    net.set_weights(init_bundle.model.get_weights())
+                    if charset.num_classes == init_bundle.charset.num_classes:
+                        net.set_weights(init_bundle.model.get_weights())
+                    else:
+                        _transfer_weights(net, init_bundle.model)
                 except ValueError as e:
                     raise ConfigError(f"--init {init}: weights do not fit the model: {e}") from None
             trainer = CTCTrainer(net)
