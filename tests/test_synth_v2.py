@@ -24,7 +24,7 @@ def line_set(tmp_path_factory) -> tuple[Path, dict]:
     """24 v2 lines by 4 writers (6 lines each), bundled fonts only so the test needs no system fonts."""
     out = tmp_path_factory.mktemp("synth2") / "lines"
     s = synth_lines.synthesize_lines(out, lines=24, seed=5, lines_per_writer=6, system_fonts=False,
-                                     progress=False, p_pen=0.5)
+                                     progress=False, p_pen=0.5, p_keras=0.3)
     return out, s
 
 
@@ -157,7 +157,7 @@ def test_line_records_are_valid(line_set):
 def test_line_records_reproducible_with_workers(line_set, tmp_path):
     out, _ = line_set
     s = synth_lines.synthesize_lines(tmp_path / "w2", lines=24, seed=5, lines_per_writer=6, system_fonts=False,
-                                     progress=False, p_pen=0.5, workers=2)
+                                     progress=False, p_pen=0.5, p_keras=0.3, workers=2)
     assert _shards(tmp_path / "w2") == _shards(out)
     assert s["lines"] == 24
 
@@ -178,3 +178,22 @@ def test_cli_lines_and_fonts(tmp_path, capsys):
     assert main(["fonts", "--bundled-fonts-only"]) == 0
     text = capsys.readouterr().out
     assert "bundled" in text and "cursive.jhf" in text
+
+
+@pytest.mark.parametrize("name", sorted(synth_lines.KERAS_LAYERS))
+def test_keras_layers_are_reproducible(name):
+    m = np.zeros((30, 120), np.uint8)
+    m[10:20, 10:110] = 255
+    a = synth_lines.keras_augment(m, name, 7)
+    b = synth_lines.keras_augment(m, name, 7)
+    c = synth_lines.keras_augment(m, name, 8)
+    assert a.dtype == np.uint8 and a.ndim == 2 and a.max() > 200
+    assert np.array_equal(a, b)
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_install_script_matches_the_allow_lists():
+    script = (Path(__file__).resolve().parents[1] / "training" / "install_fonts.sh").read_text()
+    for name in list(fonts.DEBIAN_FONT_PACKAGES) + list(fonts.PYPI_FONT_PACKAGES):
+        assert f" {name}" in script, name
+    assert not any(r in script for r in fonts.RESERVED_PACKAGES)

@@ -36,7 +36,7 @@ import numpy as np
 from htr_tf.charset import IAM_CHARACTERS, Charset
 from htr_tf.errors import DataError
 
-__all__ = ["SYNTH_LINES_VERSION", "EXTRA_LATIN", "synth_charset", "LineWriterStyle", "LineTask",
+__all__ = ["KERAS_LAYERS", "keras_augment", "iter_line_tasks", "describe", "SYNTH_LINES_VERSION", "EXTRA_LATIN", "synth_charset", "LineWriterStyle", "LineTask",
            "render_line", "synthesize_lines", "line_split", "load_v2_fonts"]
 
 SYNTH_LINES_VERSION = 2
@@ -157,6 +157,8 @@ class LineTask:
     text: str
     style: LineWriterStyle
     fonts: tuple[V2Font, ...]
+    #: Share of lines given one of the Keras augmentation layers (:data:`KERAS_LAYERS`).
+    p_keras: float = 0.0
 
     @property
     def split(self) -> str:
@@ -323,6 +325,54 @@ def _replace(obj: Any, **kw: Any) -> Any:
     return dataclasses.replace(obj, **kw)
 
 
+#: Keras 3 augmentation layers applied to some lines' ink (name -> constructor arguments);
+#: each call gets a fresh ``SeedGenerator`` seeded from the line's seed, so it is stateless.
+KERAS_LAYERS: dict[str, dict] = {
+    "RandomElasticTransform": {"factor": 1.0, "scale": 0.15, "fill_value": 0.0},
+    "RandomPerspective": {"factor": 1.0, "scale": 0.12, "fill_value": 0.0},
+    "RandomShear": {"x_factor": 0.25, "y_factor": 0.03, "fill_mode": "constant", "fill_value": 0.0},
+    "RandomRotation": {"factor": 0.006, "fill_mode": "constant", "fill_value": 0.0},
+}
+
+
+@lru_cache(maxsize=None)
+def _keras_layer(name: str) -> Any:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    try:  # one thread per process: worker processes already share out the cores
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    return getattr(keras.layers, name)(**KERAS_LAYERS[name])
+
+
+def keras_augment(alpha: np.ndarray, name: str, seed: int) -> np.ndarray:
+    """Apply one Keras 3 augmentation layer (:data:`KERAS_LAYERS`) to an ink mask, reproducibly.
+
+    The mask is padded so nothing is pushed out, transformed with the layer's own
+    ``get_random_transformation``/``transform_images`` under a fresh ``SeedGenerator(seed)``
+    (equal seeds give equal images), and cropped back to its ink.
+    """
+    import keras
+
+    layer = _keras_layer(name)
+    h, w = alpha.shape
+    p = int(0.3 * h) + 2
+    x = np.pad(alpha, ((p, p), (p, p))).astype(np.float32)[None, :, :, None]
+    t = layer.get_random_transformation(x, training=True, seed=keras.random.SeedGenerator(seed))
+    y = np.asarray(layer.transform_images(x, t, training=True))[0, :, :, 0]
+    y = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(y > 20)
+    if len(ys) == 0:
+        return alpha
+    return np.ascontiguousarray(y[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+
+
 def render_line(task: LineTask) -> tuple[np.ndarray, dict]:
     """Draw one line: returns (gray uint8 image, what was drawn)."""
     from htr_tf.data import paper
@@ -332,6 +382,11 @@ def render_line(task: LineTask) -> tuple[np.ndarray, dict]:
     alpha = _draw_pen_line(task, rng) if st.kind == "pen" else _draw_font_line(task, rng)
     info: dict[str, Any] = {"kind": st.kind}
     alpha = paper.stroke_width(alpha, st.stroke)
+    k = rng.random()
+    if k < task.p_keras:
+        name = list(KERAS_LAYERS)[int(rng.integers(len(KERAS_LAYERS)))]
+        alpha = keras_augment(alpha, name, int(rng.integers(1 << 31)))
+        info["keras"] = name
     # margins around the ink (kept by the warps below), then neighbours' ink at the edges
     xh = st.xh
     m = [int(rng.uniform(0.1, 1.2) * xh) + 2, int(rng.uniform(0.1, 1.2) * xh) + 2,
@@ -386,7 +441,8 @@ def _english_line(rng: np.random.Generator, sentences: Sequence[str], target: in
 
 
 def _tasks(lines: int, seed: int, start: int, fonts: tuple[V2Font, ...], charset: Charset,
-           lines_per_writer: int, p_french: float, p_pen: float, sentences: Sequence[str]) -> Iterator[LineTask]:
+           lines_per_writer: int, p_french: float, p_pen: float, sentences: Sequence[str],
+           p_keras: float = 0.0) -> Iterator[LineTask]:
     from htr_tf.data.french import french_line
     from htr_tf.data.strokes import StrokeWriter, covers, load_stroke_font
 
@@ -412,7 +468,8 @@ def _tasks(lines: int, seed: int, start: int, fonts: tuple[V2Font, ...], charset
             lacking = covers(font, text)
             if lacking:  # a character no stroke glyph has: this line is drawn with fonts
                 style = _replace(style, kind="font")
-        yield LineTask(index=index, seed=seed, writer=writer, text=text, style=style, fonts=fonts)
+        yield LineTask(index=index, seed=seed, writer=writer, text=text, style=style, fonts=fonts,
+                       p_keras=p_keras)
 
 
 def _render_task(task: LineTask) -> tuple[LineTask, bytes, int, int, dict]:
@@ -446,11 +503,12 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
                      fonts_dir: str | os.PathLike | None = None, system_fonts: bool = True,
                      text: str | os.PathLike | None = None, lines_per_writer: int = 20,
                      p_french: float = 0.5, p_pen: float = 0.35, start: int = 0,
-                     per_shard: int = 2000, progress: bool = True) -> dict:
+                     per_shard: int = 2000, progress: bool = True, p_keras: float = 0.25) -> dict:
     """Write ``lines`` synthetic lines as a line record set at ``out``; returns a summary.
 
     ``p_french``: share of French lines (the rest English); ``p_pen``: share of writers drawn
-    by the stroke simulator (the rest by fonts); ``lines_per_writer`` consecutive lines share
+    by the stroke simulator (the rest by fonts); ``p_keras``: share of lines also given one of
+    Keras 3's augmentation layers (elastic, perspective, shear, rotation); ``lines_per_writer`` consecutive lines share
     a writer.  ``fonts_dir`` replaces the font sources by one directory; ``system_fonts=False``
     keeps only the bundled fonts.  ``workers > 1`` renders in that many processes with the
     same result.
@@ -464,7 +522,7 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
         raise DataError(f"lines must be at least 1, got {lines}")
     if workers < 1 or lines_per_writer < 1 or seed < 0 or start < 0:
         raise DataError("workers and lines_per_writer must be >= 1, seed and start >= 0")
-    for name, p in (("p_french", p_french), ("p_pen", p_pen)):
+    for name, p in (("p_french", p_french), ("p_pen", p_pen), ("p_keras", p_keras)):
         if not 0.0 <= p <= 1.0:
             raise DataError(f"{name} must be in [0, 1], got {p}")
     charset = synth_charset()
@@ -473,10 +531,10 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
     t0 = time.perf_counter()
     kinds: dict[str, int] = {}
     info = {"synth_version": SYNTH_LINES_VERSION, "seed": seed, "start": start, "lines": lines,
-            "lines_per_writer": lines_per_writer, "p_french": p_french, "p_pen": p_pen,
+            "lines_per_writer": lines_per_writer, "p_french": p_french, "p_pen": p_pen, "p_keras": p_keras,
             "fonts": [f"{f.name} ({f.origin})" for f in fonts],
             "text": str(text) if text is not None else "bundled Brown extract + French word list"}
-    tasks = _tasks(lines, seed, start, fonts, charset, lines_per_writer, p_french, p_pen, sentences)
+    tasks = _tasks(lines, seed, start, fonts, charset, lines_per_writer, p_french, p_pen, sentences, p_keras)
     with RecordSetWriter(out, source="synth-v2", charset=charset, per_shard=per_shard, info=info) as w:
         for task, png, h, wd, _ in tqdm(_render_all(tasks, workers), total=lines, desc="synth lines",
                                         unit="line", disable=not progress):
@@ -503,10 +561,11 @@ def describe(task: LineTask) -> str:
 
 
 def iter_line_tasks(lines: int, seed: int = 0, start: int = 0, lines_per_writer: int = 20,
-                    p_french: float = 0.5, p_pen: float = 0.35, system_fonts: bool = True) -> Iterator[LineTask]:
+                    p_french: float = 0.5, p_pen: float = 0.35, system_fonts: bool = True,
+                    p_keras: float = 0.25) -> Iterator[LineTask]:
     """The tasks :func:`synthesize_lines` renders (for pictures and benchmarks)."""
     from htr_tf.data.text import load_sentences
 
     cs = synth_charset()
     fonts = load_v2_fonts(None, system_fonts, cs)
-    return _tasks(lines, seed, start, fonts, cs, lines_per_writer, p_french, p_pen, load_sentences())
+    return _tasks(lines, seed, start, fonts, cs, lines_per_writer, p_french, p_pen, load_sentences(), p_keras)
