@@ -197,3 +197,29 @@ def test_install_script_matches_the_allow_lists():
     for name in list(fonts.DEBIAN_FONT_PACKAGES) + list(fonts.PYPI_FONT_PACKAGES):
         assert f" {name}" in script, name
     assert not any(r in script for r in fonts.RESERVED_PACKAGES)
+
+
+# -- IAM-format forms, v2 writers --------------------------------------------------------------------
+def test_v2_forms_are_read_by_iam_prepare(tmp_path):
+    from htr_tf.data import synth
+    from htr_tf.data.iam import prepare_iam
+    from htr_tf.data.records import RecordSet
+
+    def run(out, workers):
+        return synth.synthesize(out, pages=4, seed=4, progress=False, scale=0.3, style="v2", p_pen=0.5,
+                                system_fonts=False, forms_per_writer=1, workers=workers)
+
+    s = run(tmp_path / "iam", 1)
+    assert s["pages"] == 4 and s["lines"] > 4
+    info = (tmp_path / "iam" / "synth.json").read_text()
+    assert '"synth_version": 2' in info
+    m = prepare_iam(tmp_path / "iam", tmp_path / "rec", progress=False)
+    assert not m["skipped"] and sum(e["count"] for e in m["lines"].values()) == s["lines"]
+    rs = RecordSet(tmp_path / "rec")
+    assert sum(1 for sp in rs.splits("forms") for _ in rs.iter_forms(sp)) == 4
+    run(tmp_path / "iam2", 2)
+    digest = lambda root: {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+                           for p in sorted(root.rglob("*")) if p.is_file()}
+    assert digest(tmp_path / "iam") == digest(tmp_path / "iam2")
+    with pytest.raises(DataError, match="style"):
+        synth.synthesize(tmp_path / "x", pages=1, style="v3", progress=False)

@@ -34,7 +34,7 @@ def _data_synth(a: argparse.Namespace) -> int:
 
     kw = {}
     if a.style == "v2":  # --pages defaults to v1
-        kw = {"style": "v2", "system_fonts": not a.bundled_fonts_only, "p_french": a.french, "p_pen": a.pen}
+        kw = {"style": "v2", "system_fonts": not a.bundled_fonts_only, "p_pen": a.pen}
     synthesize(a.out, pages=a.pages, seed=a.seed, fonts_dir=a.fonts, text=a.text,
                workers=a.workers, progress=not a.quiet, start=a.start, **kw)
     return 0
@@ -86,7 +86,8 @@ def add_parsers(ds: argparse._SubParsersAction) -> None:
     q.add_argument("--bundled-fonts-only", action="store_true",
                    help="v2: only the bundled fonts (not the installed Debian/PyPI ones)")
     q.add_argument("--text", default=None, help="English text file or brown.zip (default: bundled Brown extract)")
-    q.add_argument("--french", type=float, default=0.5, help="v2: share of French lines (default 0.5)")
+    q.add_argument("--french", type=float, default=0.5,
+                   help="--lines: share of French lines (default 0.5; v2 forms are English, as IAM)")
     q.add_argument("--pen", type=float, default=0.35,
                    help="v2: share of writers drawn by the stroke simulator (default 0.35)")
     q.add_argument("--lines-per-writer", type=int, default=20, help="--lines: consecutive lines by one writer")

@@ -60,6 +60,7 @@ _SPLIT_CYCLE = {3: "test", 8: "validation1", 13: "test", 18: "validation2"}
 _MIN_ALPHA = 24
 _FORM_PREFIXES = "stuvwxyz"
 _SYNTH_VERSION = 1
+SYNTH_V2 = 2
 
 
 # -- ids and splits ------------------------------------------------------------------------
@@ -391,6 +392,10 @@ class PageTask:
     sentences: tuple[str, ...]
     fonts: tuple[HandFont, ...]
     scale: float = 1.0
+    #: 1: the v1 generator (fonts drawn word by word); 2: v2 writers
+    #: (:func:`htr_tf.data.synth_lines.form_word_drawer`: all fonts and the pen simulator).
+    version: int = 1
+    p_pen: float = 0.35
 
     @property
     def form_id(self) -> str:
@@ -485,7 +490,13 @@ def render_form(task: PageTask) -> tuple[Form, np.ndarray, str]:
     sent_words = [sn.split() for sn in task.sentences]
     words = [w for sw in sent_words for w in sw]
     ends = np.cumsum([len(sw) for sw in sent_words])
-    inks = [_draw_word(w, style, task.fonts, fallback, rng, s) for w in words]
+    if task.version == 2:
+        from htr_tf.data.synth_lines import form_word_drawer
+
+        draw = form_word_drawer(task, style)
+        inks = [draw(w, rng) for w in words]
+    else:
+        inks = [_draw_word(w, style, task.fonts, fallback, rng, s) for w in words]
     gaps = np.clip(style.word_gap * (1 + 0.2 * rng.standard_normal(len(words))), 0.7, None)
     jit = 0.05 * rng.standard_normal(len(words))
     rng_lines = np.stack([rng.normal(0, 0.25, 60), rng.standard_normal(60),
@@ -613,7 +624,8 @@ def _scan_noise(page: np.ndarray, rng: np.random.Generator) -> None:
 
 # -- the whole set -------------------------------------------------------------------------
 def _tasks(pages: int, seed: int, sentences: Sequence[str], fonts: tuple[HandFont, ...],
-           scale: float, forms_per_writer: int, start: int) -> Iterator[PageTask]:
+           scale: float, forms_per_writer: int, start: int, version: int = 1,
+           p_pen: float = 0.35) -> Iterator[PageTask]:
     for index in range(start, start + pages):
         rng = np.random.default_rng([seed, 3, index])
         target = int(rng.integers(40, 90))
@@ -624,13 +636,14 @@ def _tasks(pages: int, seed: int, sentences: Sequence[str], fonts: tuple[HandFon
             chosen.append(sentences[(i + len(chosen)) % len(sentences)])
             count += len(chosen[-1].split())
         yield PageTask(index=index, seed=seed, writer=index // forms_per_writer,
-                       sentences=tuple(chosen), fonts=fonts, scale=scale)
+                       sentences=tuple(chosen), fonts=fonts, scale=scale, version=version, p_pen=p_pen)
 
 
 def synthesize(out: str | os.PathLike, pages: int, seed: int = 0,
                fonts_dir: str | os.PathLike | None = None, text: str | os.PathLike | None = None,
                workers: int = 1, progress: bool = True, scale: float = 1.0,
-               forms_per_writer: int = 2, start: int = 0) -> dict:
+               forms_per_writer: int = 2, start: int = 0, style: str = "v1",
+               system_fonts: bool = True, p_pen: float = 0.35) -> dict:
     """Write ``pages`` synthetic forms into ``out`` in IAM's layout; returns a summary.
 
     ``fonts_dir`` holds handwriting fonts (default: the bundled ones); ``text`` is a
@@ -638,6 +651,11 @@ def synthesize(out: str | os.PathLike, pages: int, seed: int = 0,
     shrinks the page and everything on it (1.0 is IAM's 300 dpi; tests use less);
     ``start`` is the first page index, so sets can be extended.  ``workers > 1`` renders in
     that many processes with the same result.  Also writes ``out/synth.json``.
+
+    ``style="v2"`` draws the handwriting with the v2 writers of
+    :mod:`htr_tf.data.synth_lines` (every non-reserved font of :mod:`htr_tf.data.fonts`
+    unless ``system_fonts=False``, and the pen simulator for a ``p_pen`` share of writers);
+    ``"v1"`` (the default) remakes the sets of the first generator byte for byte.
     """
     from tqdm import tqdm
 
@@ -656,11 +674,20 @@ def synthesize(out: str | os.PathLike, pages: int, seed: int = 0,
     if start < 0 or seed < 0:
         raise DataError(f"start and seed must be at least 0, got start={start}, seed={seed}")
     form_id_for(start + pages - 1)
-    fonts = tuple(load_fonts(fonts_dir))
+    if style not in ("v1", "v2"):
+        raise DataError(f"unknown synth style {style!r}; valid: v1, v2")
+    if style == "v2":
+        from htr_tf.charset import Charset
+        from htr_tf.data.synth_lines import load_v2_fonts
+
+        fonts = load_v2_fonts(fonts_dir, system_fonts, Charset())  # type: ignore[assignment]
+    else:
+        fonts = tuple(load_fonts(fonts_dir))
     sentences = load_sentences(text)
     out = Path(out)
     t0 = time.perf_counter()
-    tasks = _tasks(pages, seed, sentences, fonts, scale, forms_per_writer, start)
+    version = SYNTH_V2 if style == "v2" else _SYNTH_VERSION
+    tasks = _tasks(pages, seed, sentences, fonts, scale, forms_per_writer, start, version, p_pen)
     counts = {"pages": 0, "lines": 0, "words": 0}
     splits: dict[str, int] = {}
     with IAMWriter(out) as writer:
@@ -671,10 +698,12 @@ def synthesize(out: str | os.PathLike, pages: int, seed: int = 0,
             counts["lines"] += len(form.lines)
             counts["words"] += sum(len(ln.words) for ln in form.lines)
             splits[split] = splits.get(split, 0) + 1
-    info = {"synth_version": _SYNTH_VERSION, "seed": seed, "start": start, "pages": pages,
+    info = {"synth_version": version, "seed": seed, "start": start, "pages": pages,
             "scale": scale, "forms_per_writer": forms_per_writer,
             "fonts": [f.name for f in fonts], "text": str(text) if text is not None else "bundled Brown extract",
             "sentences": len(sentences)}
+    if version == 2:
+        info["p_pen"] = p_pen
     atomic_write_text(out / "synth.json", json.dumps(info, indent=2) + "\n")
     return {**counts, "splits": dict(sorted(splits.items())), "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -36,7 +36,7 @@ import numpy as np
 from htr_tf.charset import IAM_CHARACTERS, Charset
 from htr_tf.errors import DataError
 
-__all__ = ["KERAS_LAYERS", "keras_augment", "iter_line_tasks", "describe", "SYNTH_LINES_VERSION", "EXTRA_LATIN", "synth_charset", "LineWriterStyle", "LineTask",
+__all__ = ["form_word_drawer", "KERAS_LAYERS", "keras_augment", "iter_line_tasks", "describe", "SYNTH_LINES_VERSION", "EXTRA_LATIN", "synth_charset", "LineWriterStyle", "LineTask",
            "render_line", "synthesize_lines", "line_split", "load_v2_fonts"]
 
 SYNTH_LINES_VERSION = 2
@@ -422,6 +422,54 @@ def render_line(task: LineTask) -> tuple[np.ndarray, dict]:
     info.update(pinfo)
     info.update(sinfo)
     return gray, info
+
+
+# -- words for IAM-format forms ------------------------------------------------------------------
+def form_word_drawer(task: Any, style: Any) -> Any:
+    """``draw(word, rng) -> synth._Ink`` for a v2 form (:class:`htr_tf.data.synth.PageTask`
+    with ``version=2``): the page's writer is a v2 font or pen writer, at the v1 writer's
+    size, slant and ink so the form layout stays IAM's."""
+    from htr_tf.data.strokes import StrokeWriter, covers, draw_stroke_text, load_stroke_font, render_strokes
+    from htr_tf.data.synth import _MIN_ALPHA, _Ink
+
+    fonts = task.fonts
+    v2 = LineWriterStyle.sample(np.random.default_rng([task.seed, 11, task.writer]), fonts, task.p_pen)
+    xh = style.x_height * task.scale
+    fb = _fallback(fonts, "")
+    pen_writer = StrokeWriter.sample(np.random.default_rng(v2.pen_seed)) if v2.kind == "pen" else None
+    if pen_writer is not None:
+        pen_writer = _replace(pen_writer, slant=style.slant)
+        pen_font = load_stroke_font(pen_writer.font)
+
+    def crop(a: np.ndarray, ax: float, ay: float, word: str) -> _Ink:
+        import cv2
+
+        a = cv2.threshold(a, _MIN_ALPHA - 1, 255, cv2.THRESH_TOZERO)[1]
+        x0, y0, cw, ch = cv2.boundingRect(a)
+        if cw == 0 or ch == 0:
+            raise DataError(f"word {word!r} drew no ink")
+        ink = int(np.clip(style.ink + np.random.default_rng(len(word)).normal(0, 3), 0, 100))
+        return _Ink(np.ascontiguousarray(a[y0:y0 + ch, x0:x0 + cw]), ax - x0, ay - y0, ink)
+
+    def draw(word: str, rng: np.random.Generator) -> Any:
+        if pen_writer is not None and not covers(pen_font, word):
+            words, _ = draw_stroke_text(word, pen_writer, rng, xh)
+            st = words[0]
+            pts = np.concatenate([p for p, _ in st])
+            pad = 3 + max(w for _, w in st)
+            lo, hi = pts.min(0) - pad, pts.max(0) + pad
+            H, W = int(math.ceil(hi[1] - lo[1])) + 1, int(math.ceil(hi[0] - lo[0])) + 1
+            a = render_strokes([(p - lo, w) for p, w in st], (H, W), rng, pen_writer.pressure)
+            return crop(a, float(-lo[0]), float(-lo[1]), word)
+        k = v2.fonts[1] if len(v2.fonts) > 1 and rng.random() < v2.mix else v2.fonts[0]
+        a, base = _font_word(word, fonts[k], fb, xh, v2.weight, v2.glyph_jitter, rng)
+        a, ax, ay = _affine_word(a, base, style.slant + 0.03 * rng.standard_normal(),
+                                 v2.word_rotate * rng.uniform(-1, 1),
+                                 float(np.clip(1.0 + v2.word_scale * rng.standard_normal(), 0.8, 1.25)),
+                                 style.stretch)
+        return crop(a, ax, ay, word)
+
+    return draw
 
 
 # -- text --------------------------------------------------------------------------------------
