@@ -264,9 +264,24 @@ def test_cli_xml_prepare(tmp_path, capsys):
     src.mkdir()
     _alto(src, "p", ["Été"])
     rc = main(["data", "xml-prepare", "--xml", str(src / "xml"), "--out", str(tmp_path / "r"),
-               "--split-hash", "validation=0,test=0", "--quiet"])
+               "--split-hash", "validation=0,test=0", "--attribution", "Data X, CC BY 4.0", "--quiet"])
     assert rc == 0
     assert "lines  train" in capsys.readouterr().out
+    from htr_tf.data.records import RecordSet
+
+    assert RecordSet(tmp_path / "r").manifest["info"]["attribution"] == ["Data X, CC BY 4.0"]
+
+
+def test_models_inherit_the_attribution_of_their_data_and_init():
+    from types import SimpleNamespace
+
+    from htr_tf.train.recognizer import _attributions
+
+    sets = [(SimpleNamespace(manifest={"info": {"attribution": ["A", "B"]}}), None),
+            (SimpleNamespace(manifest={"info": {}}), None)]
+    init = SimpleNamespace(info={"attribution": ["C", "A"]})
+    assert _attributions(sets, init) == ["C", "A", "B"]
+    assert _attributions(sets, None) == ["A", "B"]
 
 
 def test_load_charset_names_and_files(tmp_path):

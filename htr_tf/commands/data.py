@@ -53,7 +53,8 @@ def _data_xml_prepare(a: argparse.Namespace) -> int:
     manifest = prepare_xml(a.xml, a.out, images=a.images, source=a.source or "xml", markup=a.markup,
                            split_files=parse_split_args(a.split_file) if a.split_file else None,
                            split_fractions=fractions, crop=a.crop, writer=a.writer,
-                           charset=load_charset(a.charset), per_shard=a.per_shard, progress=not a.quiet)
+                           charset=load_charset(a.charset), per_shard=a.per_shard,
+                           attribution=a.attribution, progress=not a.quiet)
     _print_manifest(manifest)
     for note in manifest.get("info", {}).get("scaled_pages", [])[:10]:
         print("note:", note)
@@ -153,6 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "shows, as in users' line images); pipeline: box with neighbours' ink painted out")
     q.add_argument("--writer", default="", help="writer key of every line (default: the page's document)")
     q.add_argument("--charset", default="latin", help="iam | latin | FILE (default: latin)")
+    q.add_argument("--attribution", action="append", default=[], metavar="TEXT",
+                   help="attribution the data's licence asks for (CC BY): stored in the records and "
+                        "carried into every model trained on them (repeatable)")
     q.add_argument("--per-shard", type=int, default=2000)
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_xml_prepare)

@@ -434,7 +434,7 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                 markup: str | Markup = "none", split_files: Mapping[str, str | os.PathLike] | None = None,
                 split_fractions: Mapping[str, float] | None = None, crop: str = "masked",
                 writer: str = "", charset: Charset = DEFAULT_CHARSET, per_shard: int = 2000,
-                progress: bool = True) -> dict:
+                attribution: Sequence[str] = (), progress: bool = True) -> dict:
     """Convert PAGE/ALTO pages and their images into a record set; returns the manifest.
 
     ``crop``: ``masked`` cuts each line by its polygon (:func:`htr_tf.crop.cut_polygon`),
@@ -443,6 +443,8 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     from ``split_files`` (``{split: file of page ids}``; pages in none are skipped) or else
     from a stable hash of each page's document (``split_fractions``, default 5 % validation,
     5 % test).  ``writer``: the writer key of every line (default: the document).
+    ``attribution``: lines the data's licence asks for (CC BY); every model trained on the
+    records carries them in its ``htr.json`` (``info.attribution``).
     Everything not written is counted in the manifest's ``skipped`` by reason.
     """
     from tqdm import tqdm
@@ -463,7 +465,8 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     info: dict = {"crop": crop, "markup": {"skip": [list(s) for s in markup.skip], "delete": list(markup.delete),
                                            "document": markup.document},
                   "splits": "files" if page_split is not None else {"hash": fractions},
-                  "pages": {}, "documents": {}, "scaled_pages": [], "clipped_lines": 0, "formats": Counter()}
+                  "pages": {}, "documents": {}, "scaled_pages": [], "clipped_lines": 0, "formats": Counter(),
+                  "attribution": [a for a in attribution if a]}
     seen_ids: set[str] = set()
     with RecordSetWriter(out, source=source, charset=charset, per_shard=per_shard, info=info) as w:
         info = w.info  # the writer's copy is what the manifest gets
