@@ -23,14 +23,6 @@ def _data_iam_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
-def _data_synth(a: argparse.Namespace) -> int:
-    from htr_tf.data.synth import synthesize
-
-    synthesize(a.out, pages=a.pages, seed=a.seed, fonts_dir=a.fonts, text=a.text,
-               workers=a.workers, progress=not a.quiet)
-    return 0
-
-
 def _data_gw_prepare(a: argparse.Namespace) -> int:
     from htr_tf.data.gw import prepare_gw
 
@@ -110,15 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_iam_prepare)
 
-    q = ds.add_parser("synth", help="write synthetic handwritten forms in IAM's on-disk layout")
-    q.add_argument("--pages", type=int, required=True)
-    q.add_argument("--out", required=True)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--fonts", default=None, help="directory of .ttf/.otf fonts (default: bundled)")
-    q.add_argument("--text", default=None, help="text file or brown.zip for the content (default: bundled)")
-    q.add_argument("--workers", type=int, default=1)
-    q.add_argument("--quiet", action="store_true")
-    q.set_defaults(func=_data_synth)
+    from htr_tf.commands.synth import add_parsers as add_synth_parsers
+
+    add_synth_parsers(ds)  # synth (v1/v2 forms, v2 lines) and fonts
 
     q = ds.add_parser("gw-prepare", help="George Washington pages -> page and line TFRecords")
     q.add_argument("--gw", required=True, help="directory with images/, locations/, transcription.txt")
