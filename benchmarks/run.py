@@ -95,6 +95,9 @@ BENCHES: list[Bench] = [
           what="tf.data line input pipeline lines/s with and without augmentation"),
     Bench("synth", "bench_synth.py", ["--pages", "20"], ["--pages", "2"],
           what="synthetic IAM-format form generation pages/s on one core"),
+    Bench("synth_v2", "bench_synth_v2.py", ["--lines", "300", "--pages", "4"], ["--lines", "20", "--pages", "1"],
+          what="synthetic v2 handwriting (fonts + pen simulator + paper): line records lines/s and "
+               "IAM-format v2 forms pages/s on one core"),
     Bench("tflite", "bench_tflite.py",
           ["--synth", "{synth_records}", "--gw", "{gw_records}", "--calibration", "{synth_records}",
            "--limit", "300", "--layout", "--pages", "10"],

@@ -617,3 +617,43 @@ def iter_line_tasks(lines: int, seed: int = 0, start: int = 0, lines_per_writer:
     cs = synth_charset()
     fonts = load_v2_fonts(None, system_fonts, cs)
     return _tasks(lines, seed, start, fonts, cs, lines_per_writer, p_french, p_pen, load_sentences(), p_keras)
+
+
+def contact_sheet(path: str | os.PathLike, lines: int = 48, seed: int = 0, columns: int = 2,
+                  row_height: int = 64, column_width: int = 900, system_fonts: bool = True) -> dict:
+    """Write a PNG of ``lines`` v2 lines, each by a different writer, in ``columns`` columns.
+
+    Each line keeps its aspect ratio at ``row_height`` pixels (narrower if it is wider than
+    the column).  Returns how many lines each kind of writer drew.
+    """
+    import cv2
+
+    from htr_tf.fileio import write_png
+
+    imgs, kinds = [], {}
+    for t in iter_line_tasks(lines, seed=seed, lines_per_writer=1, system_fonts=system_fonts):
+        img, _ = render_line(t)
+        h, w = img.shape
+        s = min(row_height / h, column_width / w)
+        imgs.append(cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA))
+        kinds[t.style.kind] = kinds.get(t.style.kind, 0) + 1
+    rows = math.ceil(len(imgs) / columns)
+    gap = 6
+    sheet = np.full((rows * (row_height + gap) + gap, columns * (column_width + gap) + gap), 96, np.uint8)
+    for k, im in enumerate(imgs):
+        r, c = k % rows, k // rows
+        y, x = gap + r * (row_height + gap), gap + c * (column_width + gap)
+        sheet[y:y + im.shape[0], x:x + im.shape[1]] = im
+    write_png(path, sheet)
+    return kinds
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="contact sheet of synthetic v2 lines")
+    ap.add_argument("out")
+    ap.add_argument("--lines", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    print(contact_sheet(a.out, a.lines, a.seed, row_height=52, column_width=760))
