@@ -299,3 +299,32 @@ def test_load_charset_names_and_files(tmp_path):
     assert load_charset(str(j)).chars == "xyz"
     with pytest.raises(DataError, match="not a name"):
         load_charset("klingon")
+
+
+def test_select_drops_the_lines_a_report_reads_badly(tmp_path, capsys):
+    import json
+
+    from htr_tf.cli import main
+    from htr_tf.data.records import RecordSet
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _alto(src, "p", ["good line", "misaligned", "fine"])
+    rc = main(["data", "xml-prepare", "--xml", str(src / "xml"), "--out", str(tmp_path / "r"),
+               "--split-hash", "validation=0,test=0", "--quiet"])
+    assert rc == 0
+    report = tmp_path / "rep.json"
+    report.write_text(json.dumps({"lines": [{"id": "p/l0", "cer": 0.1}, {"id": "p/l1", "cer": 0.9},
+                                            {"id": "p/l2", "cer": 0.5}]}), encoding="utf-8")
+    assert main(["data", "select", "--data", str(tmp_path / "r"), "--report", str(report),
+                 "--max-cer", "0.5", "--out", str(tmp_path / "s")]) == 0
+    rs = RecordSet(tmp_path / "s")
+    assert [ln["id"] for ln in rs.iter_lines("train")] == ["p/l0", "p/l2"]
+    assert rs.count("forms", "train") == 1
+    assert rs.manifest["skipped"]["line: CER above 0.5 in rep.json"] == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}", encoding="utf-8")
+    assert main(["data", "select", "--data", str(tmp_path / "r"), "--report", str(bad),
+                 "--out", str(tmp_path / "t")]) != 0
+    assert "no per-line records" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 def _data_iam_download(a: argparse.Namespace) -> int:
     from htr_tf.data.iam_download import download_iam
@@ -50,6 +51,16 @@ def _data_xml_prepare(a: argparse.Namespace) -> int:
     _print_manifest(manifest)
     for note in manifest.get("info", {}).get("scaled_pages", [])[:10]:
         print("note:", note)
+    return 0
+
+
+def _data_select(a: argparse.Namespace) -> int:
+    from htr_tf.data.select import lines_over_cer, select_lines
+
+    drop = lines_over_cer(a.report, a.max_cer)
+    m = select_lines(a.data, a.out, drop, split=a.split,
+                     reason=f"line: CER above {a.max_cer:g} in {os.path.basename(a.report)}")
+    _print_manifest(m)
     return 0
 
 
@@ -146,5 +157,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--per-shard", type=int, default=2000)
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_xml_prepare)
+
+    q = ds.add_parser("select", help="copy a record set without the lines a recogniser reads with a very high "
+                                     "CER (transcriptions that do not describe the ink)")
+    q.add_argument("--data", required=True, help="record set to copy")
+    q.add_argument("--report", required=True, help="`htr evaluate recognizer --report` JSON of that set's split")
+    q.add_argument("--split", default="train", help="the split the report is of (default: train)")
+    q.add_argument("--max-cer", type=float, default=0.5, help="drop lines above this CER (fraction; default 0.5)")
+    q.add_argument("--out", required=True, help="new record set directory")
+    q.set_defaults(func=_data_select)
 
 

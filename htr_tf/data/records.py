@@ -288,6 +288,12 @@ class RecordSetWriter:
     def add_form(self, split: str, ex: FormExample) -> None:
         self._stream("forms", split).write(serialize_form(ex))
 
+    def add_serialized(self, kind: str, split: str, data: bytes) -> None:
+        """Write an already serialized ``lines`` or ``forms`` record (copying a set)."""
+        if kind not in KINDS:
+            raise DataError(f"unknown record kind {kind!r}; valid: {list(KINDS)}")
+        self._stream(kind, split).write(data)
+
     def skip(self, reason: str, item: str = "", n: int = 1) -> None:
         """Account for an input that was not written, with its reason."""
         self.skipped[reason] += n
