@@ -141,7 +141,6 @@ def test_line_records_are_valid(line_set):
     assert rs.charset.chars == cs.chars and rs.source == "synth-v2"
     assert summary["lines"] == 24 and sum(summary["splits"].values()) == 24
     writers: dict[str, set[str]] = {}
-    kinds = set()
     for split in rs.splits():
         for ex in rs.iter_lines(split):
             assert ex["text"] and cs.decode(ex["ids"]) == ex["text"]

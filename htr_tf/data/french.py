@@ -97,8 +97,6 @@ def french_line(rng: np.random.Generator, target_chars: int, allowed: set[str] |
         if out and out[-1].endswith("'"):
             if tok[0] not in _VOWELS:
                 out[-1] = _ELIDED.get(out[-1][:-1].lower(), out[-1][:-1])
-                if sentence_start:
-                    pass
         if tok in _ELIDED:
             tok = tok + "'"
         if sentence_start:

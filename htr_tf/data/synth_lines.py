@@ -36,8 +36,9 @@ import numpy as np
 from htr_tf.charset import IAM_CHARACTERS, Charset
 from htr_tf.errors import DataError
 
-__all__ = ["form_word_drawer", "KERAS_LAYERS", "keras_augment", "iter_line_tasks", "describe", "SYNTH_LINES_VERSION", "EXTRA_LATIN", "synth_charset", "LineWriterStyle", "LineTask",
-           "render_line", "synthesize_lines", "line_split", "load_v2_fonts"]
+__all__ = ["SYNTH_LINES_VERSION", "EXTRA_LATIN", "KERAS_LAYERS", "synth_charset", "LineWriterStyle", "LineTask",
+           "render_line", "synthesize_lines", "line_split", "load_v2_fonts", "keras_augment", "iter_line_tasks",
+           "describe", "form_word_drawer", "contact_sheet"]
 
 SYNTH_LINES_VERSION = 2
 #: Letters of French (and a few neighbours) added to IAM's charset when
