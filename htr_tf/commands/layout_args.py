@@ -195,6 +195,14 @@ def _evaluate(kind: str):
         print("  ".join(f"{k} {_fmt(report[k])}" for k in keys) +
               f"  ({report['pages']} pages, split {a.split}" +
               (f", area from {report['area']})" if kind == "lines" else ")"))
+        if kind == "lines":
+            shape_keys = [k for k in ("polygon_recall50", "polygon_precision50", "baseline_recall",
+                                      "baseline_precision", "baseline_f1", "shapes_ms_per_page") if k in report]
+            if shape_keys:
+                print("  ".join(f"{k} {_fmt(report[k])}" for k in shape_keys))
+            if len(report.get("per_source", {})) > 1:
+                for source, d in report["per_source"].items():
+                    print(f"  {source}: " + "  ".join(f"{k} {_fmt(v)}" for k, v in d.items()))
         if a.report:
             print(f"per-page report: {a.report}")
         return 0
@@ -214,7 +222,10 @@ def add_evaluate_parsers(subparsers: argparse._SubParsersAction) -> None:
             q = subparsers.add_parser(
                 kind, help="line precision/recall and COCO-style AP of the line detector",
                 description="Detect the lines of every form of a split and print precision, recall and F1 "
-                            "at IoU 0.5 and 0.75, AP50, AP75 and mAP (COCO AP@[.50:.95], 101-point).")
+                            "at IoU 0.5 and 0.75, AP50, AP75 and mAP (COCO AP@[.50:.95], 101-point); "
+                            "where the records carry line polygons and baselines (htr data xml-prepare), "
+                            "also polygon precision/recall at IoU 0.5 and cBAD-style baseline "
+                            "precision/recall/F of the derived line shapes; per source when several.")
             q.add_argument("--area", default="gt", metavar="gt|bundled|MODEL",
                            help="where the handwritten area comes from: the ground truth (default), the "
                                 "bundled paragraph model or a paragraph bundle (end to end)")
