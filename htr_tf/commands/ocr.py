@@ -111,9 +111,13 @@ def _page_output_path(out_dir: Path, image: str, suffix: str) -> Path:
 
 
 def _ocr_page(a: argparse.Namespace) -> int:
+    if a.out:
+        from htr_tf.commands.batch_args import run_ocr_batch
+
+        return run_ocr_batch(a)
     from htr_tf.errors import ConfigError, DataError
-    from htr_tf.fileio import atomic_write_text, read_image
-    from htr_tf.outputs import FORMAT_REGISTRY, SUFFIXES, render, write_overlay
+    from htr_tf.fileio import read_image
+    from htr_tf.outputs import FORMAT_REGISTRY, render, write_overlay
 
     several = len(a.images) > 1
     if FORMAT_REGISTRY[a.format].document and several and not a.out:
@@ -124,9 +128,8 @@ def _ocr_page(a: argparse.Namespace) -> int:
         if overlay_dir.suffix.lower() == ".png":
             raise ConfigError("--overlay with several pages names a directory (one PNG per page), "
                               f"not a file: {a.overlay}")
-    out_dir = Path(a.out) if a.out else None
     stems = [Path(i).stem for i in a.images]
-    if (out_dir or overlay_dir) and len(set(stems)) != len(stems):
+    if overlay_dir and len(set(stems)) != len(stems):
         raise ConfigError("two pages have the same file name stem: their outputs would overwrite each other")
     pipeline = pipeline_from_args(a)
     failed = printed = 0
@@ -141,9 +144,7 @@ def _ocr_page(a: argparse.Namespace) -> int:
         for w in result.warnings:
             print(f"htr: {image}: {w}", file=sys.stderr)
         text = render(result, a.format, image_filename=image)
-        if out_dir is not None:
-            atomic_write_text(_page_output_path(out_dir, image, SUFFIXES[a.format]), text)
-        elif a.format == "json":
+        if a.format == "json":
             sys.stdout.write(text.rstrip("\n") + "\n")
         else:
             if several and a.format == "text":
@@ -217,10 +218,20 @@ def _ocr(a: argparse.Namespace) -> int:
         from htr_tf.errors import ConfigError
 
         raise ConfigError(f"--batch-size must be >= 1, got {a.batch_size}")
+    if not a.out:
+        from htr_tf.commands.batch_args import expand_inputs
+
+        if a.workers != 1 or a.overwrite:
+            from htr_tf.errors import ConfigError
+
+            raise ConfigError("--workers and --overwrite go with --out DIR (one file per page)")
+        a.images = [t.source for t in expand_inputs(a.images)]
     return _LEVELS[a.level](a)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from htr_tf.commands.batch_args import INPUTS_HELP, add_batch_arguments
+
     p = sub.add_parser(
         "ocr", help="recognise pages or line images",
         description="Recognise images. By default each image is a page: the handwritten area is "
@@ -229,7 +240,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "With --level line each image is one text line: one line of text per image. "
                     "Unreadable images are reported on stderr, the others still recognised, and the "
                     "exit status is 1.")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, BMP)")
+    p.add_argument("images", nargs="+", metavar="IMAGE|DIR|GLOB", help=INPUTS_HELP + " (PNG, JPEG, TIFF, BMP, ...)")
     p.add_argument("--level", choices=list(_LEVELS), default="page",
                    help="page (default): full pages (area -> lines -> recognition); "
                         "line: each image is one text line")
@@ -250,10 +261,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="; ".join(f"{f.name}: {f.help}" + (" (pages only)" if f.document else "")
                                   for f in FORMAT_REGISTRY.values()))
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write one file per page into DIR (NAME.txt|.json|.xml) instead of stdout")
+                   help="write one file per page into DIR (NAME.txt|.json|.xml) instead of stdout: "
+                        "atomically, skipping pages already written (a stopped run resumes), with a "
+                        "progress bar, a summary, and failures in DIR/errors.jsonl")
     p.add_argument("--overlay", default=None, metavar="OUT.png",
                    help="draw the boxes and recognised text on the page: a PNG path, or a "
                         "directory with several pages")
+    add_batch_arguments(p)
     add_decoder_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, help="lines per recogniser batch")
     p.set_defaults(func=_ocr)
