@@ -13,10 +13,12 @@ from htr_tf.errors import ConfigError, DataError, HTRError, ModelError
 from htr_tf.geometry import DEFAULT_LINE_GEOMETRY, LineGeometry
 from htr_tf.pipeline import LocalBackend, Pipeline, PipelineOptions, load_pipeline, make_backend
 from htr_tf.results import LineResult, PageResult, RegionResult, WordResult
+from htr_tf.batch import BatchOptions, BatchSummary, PageTask, find_pages, run_batch
 
 __all__ = [
     "__version__", "BLANK_INDEX", "Charset", "DEFAULT_CHARSET", "Config", "ConfigError",
     "DataError", "HTRError", "ModelError", "LineGeometry", "DEFAULT_LINE_GEOMETRY",
     "Pipeline", "PipelineOptions", "LocalBackend", "load_pipeline", "make_backend",
     "PageResult", "RegionResult", "LineResult", "WordResult",
+    "BatchOptions", "BatchSummary", "PageTask", "find_pages", "run_batch",
 ]

@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("tflite", "convert a model to TFLite (float, float16, dynamic, int8)"),
     ("serve", "the embedded TF-Serving-compatible gRPC server"),
     ("ocr", "recognise pages or line images"),
+    ("beam", "batch OCR of a collection on Apache Beam (Direct, Dataflow, Flink, Spark)"),
     ("lm", "build and tune n-gram language models"),
     ("bench", "run the benchmarks and write JSON"),
 ]
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: TF_CPP_MIN_LOG_LEVEL no longer silences in TF 2.21) is noise for CLI users: while these
 #: commands run, file descriptor 2 goes to /dev/null and Python's ``sys.stderr`` (messages,
 #: progress bars, warnings, tracebacks) to the real stderr.  HTR_TF_VERBOSE=1 keeps both.
-_TF_COMMANDS = {"train", "evaluate", "export", "tflite", "serve", "ocr", "bench"}
+_TF_COMMANDS = {"train", "evaluate", "export", "tflite", "serve", "ocr", "beam", "bench"}
 
 
 def _silence_native_stderr() -> None:
@@ -91,7 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from htr_tf.errors import HTRError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    # A command that hands options on (`htr beam` -> Beam's pipeline options) names the
+    # attribute that receives them; everywhere else an unknown option is an error.
+    if unknown:
+        if not getattr(args, "pass_unknown_args", None):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        setattr(args, args.pass_unknown_args, unknown)
     if args.command in _TF_COMMANDS and argv is None:
         _silence_native_stderr()
     try:
