@@ -49,7 +49,7 @@ def test_train_config_round_trips_and_rejects_unknown_keys(tmp_path):
 
 
 def test_bundled_recipes_load():
-    for name in ("recognizer.yaml", "recognizer-tiny.yaml", "recognizer-real.yaml"):
+    for name in ("recognizer.yaml", "recognizer-tiny.yaml", "recognizer-real.yaml", "recognizer-real-ft.yaml"):
         cfg = TrainConfig.load(REPO / "training" / name)
         cfg.model.check_geometry(cfg.line_geometry())
 
@@ -77,7 +77,8 @@ def test_validation_rates_are_pooled_total_edits_over_total_length():
 # -- learning --------------------------------------------------------------------------------------
 def test_loss_decreases_and_a_tiny_model_overfits_a_few_lines():
     from conftest import render_text_line
-    from htr_tf.geometry import LineGeometry, batch_lines
+    from htr_tf.geometry import LineGeometry
+    from htr_tf.recognize import line_batch, model_input
     from htr_tf.decode import GreedyDecoder
     from htr_tf.metrics import score_lines
     from htr_tf.models.recognizer import build_recognizer
@@ -87,7 +88,8 @@ def test_loss_decreases_and_a_tiny_model_overfits_a_few_lines():
     texts = ["the cat", "of 42", "Sir, yes", "and to"]
     cs = Charset()
     geometry = LineGeometry(height=32)
-    images, widths = batch_lines([render_text_line(t, seed=i) for i, t in enumerate(texts)], geometry)
+    images, widths = line_batch([render_text_line(t, seed=i) for i, t in enumerate(texts)], geometry)
+    images = model_input(images, widths)
     width = max(len(t) for t in texts)
     labels = np.array([cs.encode(t) + [0] * (width - len(t)) for t in texts], np.int32)
     x = {"image": images, "width": widths}
