@@ -9,12 +9,13 @@ shapes:
 
 1. the page (inside the lines' union, plus a margin) is shrunk so a median line is about
    :attr:`ShapeOptions.work_line_height` pixels high (polygons do not need more, and the
-   page benchmark's layout budget is 0.15 s), binarised with Otsu, and straight rules
+   page benchmark's layout budget is 0.15 s), binarised with Otsu, and thin straight rules
    longer than ``rule_length`` line heights (ruled paper, margins) are removed;
 2. every ink component is given to the line whose band (the central ``band_fraction`` of
    its box, where the detector saw the line) it overlaps most; a component touching no band
    (a dot, a comma, an accent) goes to the line whose band is nearest vertically, if its
-   centre lies inside that line's box; components of no line are left out;
+   centre lies inside that line's box (or one line height past its ends: a final full stop
+   or hyphen); components of no line are left out;
 3. the **polygon** spans the line's own ink from left to right and follows, column bin by
    column bin, the top and the bottom of that ink and of the band, clipped to the box grown
    by ``reach`` line heights (a stroke touching the next line does not drag the outline into
@@ -68,7 +69,7 @@ class ShapeOptions:
     #: Chunk width of the baseline estimate, in line heights.
     baseline_chunk: float = 3.0
     #: Components smaller than this (pixels at work scale) are noise.
-    min_component: int = 3
+    min_component: int = 2
     #: Where the baseline of a line without ink lies, as a fraction of its box height from the bottom.
     empty_baseline: float = 0.25
     #: Straight horizontal or vertical ink runs longer than this many line heights are rules
@@ -79,16 +80,20 @@ class ShapeOptions:
     min_stroke: float = 0.12
 
 
-def _remove_rules(ink: np.ndarray, length: float) -> np.ndarray:
-    """``ink`` without straight horizontal or vertical runs longer than ``length`` pixels
-    (ruled paper, margins, form lines): they are not writing, and would join the lines."""
+def _remove_rules(ink: np.ndarray, length: float, thickness: float) -> np.ndarray:
+    """``ink`` without thin straight horizontal or vertical runs longer than ``length`` pixels
+    (ruled paper, margins, form lines): they are not writing, and would join the lines.  A run
+    ``thickness`` pixels thick or more (a bar, a filled box) is not a rule and stays."""
     import cv2
 
     k = max(3, int(round(length)))
+    t = max(3, int(round(thickness)))
     # grown 2 px across first, so a rule skewed by up to ~2 degrees still has runs of k pixels
-    rules = cv2.morphologyEx(cv2.dilate(ink, np.ones((5, 1), np.uint8)), cv2.MORPH_OPEN, np.ones((1, k), np.uint8))
-    rules |= cv2.morphologyEx(cv2.dilate(ink, np.ones((1, 5), np.uint8)), cv2.MORPH_OPEN, np.ones((k, 1), np.uint8))
-    return ink & (1 - rules)
+    h = cv2.morphologyEx(cv2.dilate(ink, np.ones((5, 1), np.uint8)), cv2.MORPH_OPEN, np.ones((1, k), np.uint8))
+    h &= 1 - cv2.morphologyEx(h, cv2.MORPH_OPEN, np.ones((t + 4, 1), np.uint8))
+    v = cv2.morphologyEx(cv2.dilate(ink, np.ones((1, 5), np.uint8)), cv2.MORPH_OPEN, np.ones((k, 1), np.uint8))
+    v &= 1 - cv2.morphologyEx(v, cv2.MORPH_OPEN, np.ones((1, t + 4), np.uint8))
+    return ink & (1 - (h | v))
 
 
 def _otsu_ink(gray: np.ndarray) -> np.ndarray:
@@ -126,7 +131,7 @@ def line_shapes(gray: np.ndarray, boxes: np.ndarray, options: ShapeOptions | Non
     b = (boxes - np.array([ax0, ay0, ax0, ay0], np.float32)) * np.array([sx, sy, sx, sy], np.float32)
     ink = _otsu_ink(area)
     if o.rule_length > 0:
-        ink = _remove_rules(ink, o.rule_length * lh * s)
+        ink = _remove_rules(ink, o.rule_length * lh * s, o.min_stroke * lh * s)
     ncomp, labels, stats, centroids = cv2.connectedComponentsWithStats(ink, connectivity=8)
     # bands: the central band_fraction of each box, as a label map (later lines overwrite earlier
     # ones where bands touch; bands of a good detection do not overlap)
@@ -156,7 +161,8 @@ def line_shapes(gray: np.ndarray, boxes: np.ndarray, options: ShapeOptions | Non
     loose = loose[loose > 0]
     if len(loose):
         cx, cyc = centroids[loose, 0], centroids[loose, 1]
-        inside = (cx[:, None] >= b[None, :, 0]) & (cx[:, None] < b[None, :, 2]) & \
+        grow = (b[:, 3] - b[:, 1])[None, :]                # a full stop or hyphen just past the box's end
+        inside = (cx[:, None] >= b[None, :, 0] - grow) & (cx[:, None] < b[None, :, 2] + grow) & \
                  (cyc[:, None] >= b[None, :, 1]) & (cyc[:, None] < b[None, :, 3])
         dist = np.where(inside, np.abs(cyc[:, None] - cy[None, :]), np.inf)
         best = dist.argmin(axis=1)

@@ -140,3 +140,4 @@ def test_evaluate_lines_scores_polygons_and_baselines_per_source(tmp_path):
     boxes_only = evaluate_lines(det, tmp_path / "rec", split="test", shapes=False)
     assert "polygon_recall50" not in boxes_only
     assert boxes_only["per_source"]["copiste"]["detected"] == 4 and r["per_source"]["copiste"]["detected"] == 3
+
