@@ -63,9 +63,10 @@ def require_bundled(kind: str, tflite: bool = False) -> Path:
     path = bundled_model_path(kind, tflite)
     if tflite and not path.is_file():
         raise ModelError(f"no bundled TFLite {kind} model in this installation ({path}); make it with "
-                         f"`htr tflite all` or pass a .tflite path")
+                         f"`htr tflite all` or pass a .tflite file (htr ocr: --model FILE.tflite)")
     if not tflite and not (path / META_FILE).is_file():
-        raise ModelError(f"no bundled {kind} model in this installation ({path}); pass a bundle directory")
+        raise ModelError(f"no bundled {kind} model in this installation ({path}); pass a bundle directory "
+                         f"(htr ocr: --model, --paragraph-model, --lines-model)")
     return path
 
 

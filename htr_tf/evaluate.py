@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -18,75 +18,38 @@ from htr_tf.errors import DataError
 from htr_tf.metrics import score_lines
 
 if TYPE_CHECKING:
-    from htr_tf.decode.ctc import DecodedLine, Decoder
-    from htr_tf.models.recognizer import Recognizer
+    from htr_tf.decode.ctc import Decoder
 
-__all__ = ["REPORT_FORMAT_VERSION", "score_lines", "width_buckets", "recognize_lines",
-           "evaluate_recognizer"]
+__all__ = ["REPORT_FORMAT_VERSION", "score_lines", "evaluate_recognizer"]
 
 REPORT_FORMAT_VERSION = 1
 
 
-# -- running the recogniser -------------------------------------------------------------------
-def width_buckets(widths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar width (sorted by width), to limit padding."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = np.argsort(np.asarray(widths, np.int64), kind="stable")
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _get_decoder(recognizer: Any, decoder: "str | Decoder", options: dict[str, Any] | None) -> "Decoder":
-    """``decoder`` by name with the recogniser's tuned settings as defaults (``options`` override)."""
-    from htr_tf.decode import build_decoder
-
-    return build_decoder(decoder, getattr(recognizer, "decoding", None), options)
-
-
-def _run_batch(recognizer: "Recognizer", crops: Sequence[np.ndarray], dec: "Decoder") -> list["DecodedLine"]:
-    from htr_tf.geometry import batch_lines
-
-    images, widths = batch_lines(crops, recognizer.geometry)
-    log_probs, lengths = recognizer.log_probs(images, widths)
-    return dec.decode(log_probs, lengths, recognizer.charset)
-
-
-def recognize_lines(recognizer: "Recognizer", crops: Sequence[np.ndarray],
-                    decoder: "str | Decoder" = "greedy", batch_size: int = 32,
-                    decoder_options: dict[str, Any] | None = None) -> list["DecodedLine"]:
-    """Recognise 2-D uint8 gray line crops; results come back in the order given.
-
-    A decoder name starts from the recogniser's tuned settings; ``decoder_options`` override them.
-    """
-    dec = _get_decoder(recognizer, decoder, decoder_options)
-    g = recognizer.geometry
-    out: list[Any] = [None] * len(crops)
-    for idx in width_buckets([g.target_width(*c.shape[:2]) for c in crops], batch_size):
-        for i, line in zip(idx, _run_batch(recognizer, [crops[i] for i in idx], dec)):
-            out[i] = line
-    return out
-
-
-def evaluate_recognizer(recognizer: "Recognizer", records: "str | os.PathLike | Any", split: str = "test",
+def evaluate_recognizer(recognizer: Any, records: "str | os.PathLike | Any", split: str = "test",
                         decoder: "str | Decoder" = "greedy", batch_size: int = 32,
                         limit: int | None = None, decoder_options: dict[str, Any] | None = None,
                         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Recognise a record set's ``split`` and score it; returns the report as a dict.
 
-    Lines are batched by width (:func:`width_buckets`) and decoded lazily batch by batch;
+    ``recognizer`` is a Keras recogniser or any pipeline backend (a
+    :class:`~htr_tf.recognize.LineModel`): lines are read by :func:`htr_tf.recognize.recognize_crops`,
+    the pages' path.  Images are decoded lazily, one width bucket at a time;
     ``limit`` takes the first ``limit`` lines of the split.  ``progress(done, total)`` is
     called after each batch.  The report holds pooled ``cer``/``wer`` (fractions), edit
     counts, timing, and ``lines``: one record per line (id, ref, hyp, cer, wer, confidence,
     edit counts), in the record set's order.
     """
     from htr_tf.data.records import RecordSet
+    from htr_tf.decode import build_decoder
     from htr_tf.fileio import decode_image
+    from htr_tf.recognize import line_model, recognize_crops, width_buckets
 
+    model = line_model(recognizer)
     rs = records if isinstance(records, RecordSet) else RecordSet(records)
     if limit is not None and limit < 0:
         raise DataError(f"limit must be >= 0, got {limit}")
-    dec = _get_decoder(recognizer, decoder, decoder_options)
-    g, cs = recognizer.geometry, recognizer.charset
+    dec = build_decoder(decoder, getattr(model, "decoding", None), decoder_options)
+    g, cs = model.geometry, model.charset
     t0 = time.perf_counter()
     ids: list[str] = []
     refs: list[str] = []
@@ -103,7 +66,7 @@ def evaluate_recognizer(recognizer: "Recognizer", records: "str | os.PathLike | 
     done = 0
     for idx in width_buckets(sizes, batch_size):
         crops = [decode_image(pngs[i], f"{rs.path}:{split}:{ids[i]}") for i in idx]
-        for i, line in zip(idx, _run_batch(recognizer, crops, dec)):
+        for i, line in zip(idx, recognize_crops(model, crops, dec, batch_size)):
             decoded[i] = line
         done += len(idx)
         if progress is not None:

@@ -216,17 +216,13 @@ class ExportedRecognizer:
         return self._numpy(out)
 
     def recognize_lines(self, crops: Sequence[np.ndarray]) -> dict[str, Any]:
-        """Resize 2-D uint8 line crops with the numpy path, pad with paper and run ``recognize``."""
-        from htr_tf.geometry import resize_line
+        """Batch 2-D uint8 line crops as every backend does (:func:`htr_tf.recognize.line_batch`)
+        and run ``recognize``."""
+        from htr_tf.recognize import line_batch
 
-        resized = [resize_line(np.asarray(c), self.geometry) for c in crops]
-        if not resized:
+        if not len(crops):
             return self._empty()
-        widths = np.array([r.shape[1] for r in resized], np.int32)
-        batch = np.full((len(resized), self.geometry.height, int(widths.max())), 255, np.uint8)
-        for i, r in enumerate(resized):
-            batch[i, :, : r.shape[1]] = r
-        return self.recognize(batch, widths)
+        return self.recognize(*line_batch(crops, self.geometry))
 
     def _empty(self) -> dict[str, Any]:
         C = self.charset.num_classes

@@ -63,20 +63,6 @@ def normalize(gray_uint8: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(gray_uint8, np.float32) / 255.0
 
 
-def batch_lines(crops: Sequence[np.ndarray], geometry: LineGeometry = DEFAULT_LINE_GEOMETRY,
-                pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Resize, normalise and right-pad line crops into ``[B, H, W, 1]`` float32 plus true widths."""
-    resized = [resize_line(c, geometry) for c in crops]
-    widths = np.array([r.shape[1] for r in resized], np.int32)
-    W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
-    if pad_to is not None:
-        W = max(W, pad_to)
-    out = np.zeros((len(resized), geometry.height, W, 1), np.float32)
-    for i, r in enumerate(resized):
-        out[i, :, : r.shape[1], 0] = normalize(r)
-    return out, widths
-
-
 # -- TensorFlow path (tf.data and served graphs) ----------------------------------------------
 def tf_resize_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
     """TF twin of :func:`resize_line`: uint8 ``[h, w, 1]`` -> (uint8 ``[H, w', 1]``, ``w'``)."""

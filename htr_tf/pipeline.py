@@ -28,30 +28,24 @@ import importlib
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from htr_tf.charset import Charset
 from htr_tf.errors import ConfigError, DataError
-from htr_tf.geometry import LineGeometry, resize_line
+from htr_tf.geometry import LineGeometry
 from htr_tf.results import LineResult, PageResult, RegionResult, line_frame_width
 
 if TYPE_CHECKING:
     from htr_tf.decode.ctc import Decoder
 
 __all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "load_pipeline", "make_backend",
-           "available_backends", "register_backend", "bundled_model_path", "line_batch", "isolate_line",
+           "available_backends", "register_backend", "isolate_line",
            "MIN_PAGE_SIDE"]
 
 #: Pages smaller than this on either side hold no readable text: they give an empty result.
 MIN_PAGE_SIDE = 8
-
-
-def bundled_model_path(kind: str) -> Path:
-    """The directory of the bundled ``kind`` model (recognizer, paragraph, lines)."""
-    return Path(__file__).resolve().parent / "assets" / "models" / kind
 
 
 class Backend(Protocol):
@@ -81,31 +75,39 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, recognizer: Any, paragraph: Any = None, lines: Any = None) -> None:
+        from htr_tf.recognize import KerasLineModel
+
         self.recognizer = recognizer
         self.paragraph = paragraph
         self.lines = lines
+        self._line_model = KerasLineModel(recognizer)
         self.charset = recognizer.charset
         self.geometry = recognizer.geometry
-        self.width_downsample = recognizer.config.width_downsample()
-        self.decoding = dict(getattr(recognizer, "decoding", None) or {})
+        self.width_downsample = self._line_model.width_downsample
+        self.decoding = self._line_model.decoding
 
     @classmethod
     def load(cls, recognizer: str | os.PathLike | None = None, paragraph: str | os.PathLike | None = None,
-             lines: str | os.PathLike | None = None, use_paragraph: bool = True) -> "LocalBackend":
+             lines: str | os.PathLike | None = None, use_paragraph: bool = True,
+             recognizer_only: bool = False) -> "LocalBackend":
         """Load bundle directories; ``None`` takes the bundled model.
 
-        ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area).
+        ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area);
+        ``recognizer_only=True`` loads no layout model (for line images).
         """
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from htr_tf.bundle import require_bundled
         from htr_tf.models import Recognizer
         from htr_tf.models.lines import LineDetector
         from htr_tf.models.paragraph import ParagraphModel
 
-        rec = Recognizer.load(recognizer if recognizer is not None else _bundled("recognizer"))
+        rec = Recognizer.load(recognizer if recognizer is not None else require_bundled("recognizer"))
+        if recognizer_only:
+            return cls(rec)
         par = None
         if use_paragraph:
-            par = ParagraphModel.load(paragraph if paragraph is not None else _bundled("paragraph"))
-        det = LineDetector.load(lines if lines is not None else _bundled("lines"))
+            par = ParagraphModel.load(paragraph if paragraph is not None else require_bundled("paragraph"))
+        det = LineDetector.load(lines if lines is not None else require_bundled("lines"))
         return cls(rec, par, det)
 
     def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
@@ -120,53 +122,14 @@ class LocalBackend:
         return self.lines.detect(page, region)
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = paper_padded_to_input(images, widths)
-        return self.recognizer.log_probs(x, widths)
-
-
-def _bundled(kind: str) -> Path:
-    from htr_tf.errors import ModelError
-
-    path = bundled_model_path(kind)
-    if not (path / "htr.json").exists():
-        raise ModelError(f"no bundled {kind} model in this installation ({path}); pass a bundle directory")
-    return path
-
-
-def paper_padded_to_input(images: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """uint8 ``[B, H, W]`` paper-padded lines -> the recogniser's float32 ``[B, H, W', 1]`` input.
-
-    Columns past each true width become blank paper (0), as :func:`htr_tf.geometry.batch_lines`
-    makes them.
-    """
-    imgs = np.asarray(images)
-    if imgs.ndim != 3 or imgs.dtype != np.uint8:
-        raise DataError(f"expected uint8 line images [B, H, W], got {imgs.dtype} {list(imgs.shape)}")
-    x = 1.0 - imgs.astype(np.float32) / 255.0
-    cols = np.arange(imgs.shape[2])[None, None, :] < np.asarray(widths).reshape(-1, 1, 1)
-    return np.where(cols, x, 0.0).astype(np.float32)[..., None]
-
-
-def line_batch(crops: Sequence[np.ndarray], geometry: LineGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Resize line crops to ``geometry`` and right-pad them with paper into uint8 ``[B, H, W]`` + widths.
-
-    ``W`` is the widest line rounded up to ``geometry.width_multiple``: the ``recognize``
-    signature's input, so every backend gets identical pixels.
-    """
-    resized = [resize_line(c, geometry) for c in crops]
-    widths = np.array([r.shape[1] for r in resized], np.int32)
-    W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
-    out = np.full((len(resized), geometry.height, W), 255, np.uint8)
-    for i, r in enumerate(resized):
-        out[i, :, : r.shape[1]] = r
-    return out, widths
+        return self._line_model.log_probs(images, widths)
 
 
 # -- backend registry ----------------------------------------------------------------------------
 #: name -> "module:callable" (imported on first use, so TFLite and gRPC stay optional).
 _BACKENDS: dict[str, str | Callable[..., Backend]] = {
     "local": "htr_tf.pipeline:LocalBackend.load",
-    "tflite": "htr_tf.tflite:TFLiteBackend.load",
+    "tflite": "htr_tf.tflite.runtime:TFLiteBackend.load",
     "grpc": "htr_tf.serving.client:GrpcBackend.connect",
 }
 
@@ -291,28 +254,18 @@ class Pipeline:
     def recognize_boxes(self, gray: np.ndarray, boxes: np.ndarray,
                         timings: dict[str, float] | None = None) -> list[LineResult]:
         """Recognise the lines at ``boxes`` (xyxy page px) of a gray page, in the order given."""
-        from htr_tf.evaluate import width_buckets
+        from htr_tf.recognize import recognize_crops
 
-        timings = timings if timings is not None else {}
         o, g = self.options, self.geometry
         crops, pboxes = [], []
         for b in np.asarray(boxes, np.float32).reshape(-1, 4):
             c, pb = cut_line(gray, b, o)
             crops.append(c)
             pboxes.append(pb)
-        t = time.perf_counter()
-        decoded: list[Any] = [None] * len(crops)
-        t_model = 0.0
-        for idx in width_buckets([g.target_width(*c.shape[:2]) for c in crops], o.batch_size):
-            images, widths = line_batch([crops[i] for i in idx], g)
-            tm = time.perf_counter()
-            lp, lengths = self.backend.log_probs(images, widths)
-            t_model += time.perf_counter() - tm
-            for i, d in zip(idx, self.decoder.decode(np.asarray(lp), np.asarray(lengths), self.charset)):
-                decoded[i] = d
-        total = time.perf_counter() - t
-        timings["recognize"] = t_model
-        timings["decode"] = total - t_model
+        stage: dict[str, float] = {}
+        decoded = recognize_crops(self.backend, crops, self.decoder, o.batch_size, timings=stage)
+        if timings is not None:
+            timings.update(stage)
         out = []
         for k, (d, c, b) in enumerate(zip(decoded, crops, pboxes)):
             fw = line_frame_width(c.shape[1], g.target_width(*c.shape[:2]), self.backend.width_downsample)

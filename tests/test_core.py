@@ -14,7 +14,8 @@ from htr_tf.charset import BLANK_INDEX, Charset, UnknownCharacterError
 from htr_tf.config import Config
 from htr_tf.errors import ConfigError, DataError
 from htr_tf.fileio import atomic_path, decode_image, encode_png, read_image
-from htr_tf.geometry import LineGeometry, batch_lines, box_iou, resize_line, xywh_to_xyxy, xyxy_to_xywh
+from htr_tf.geometry import LineGeometry, box_iou, resize_line, xywh_to_xyxy, xyxy_to_xywh
+from htr_tf.recognize import line_batch, model_input
 
 
 def test_default_charset_is_the_originals_80_classes():
@@ -49,8 +50,11 @@ def test_line_geometry_keeps_aspect_ratio_and_pads():
     img[20:40, 10:290] = 0
     r = resize_line(img, g)
     assert r.shape == (32, 150)
-    x, w = batch_lines([img, img[:, :100]], g)
-    assert x.shape == (2, 32, 152, 1) and list(w) == [150, 50]
+    images, w = line_batch([img, img[:, :100]], g)
+    assert images.shape == (2, 32, 152) and images.dtype == np.uint8 and list(w) == [150, 50]
+    assert images[1, :, 50:].min() == 255  # padded with paper
+    x = model_input(images, w)
+    assert x.shape == (2, 32, 152, 1)
     assert x[1, :, 50:].max() == 0.0 and x.max() <= 1.0  # padding is blank paper
     assert g.target_width(10, 100000) == 400  # only over-long lines are squashed
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from htr_tf.errors import DataError
-from htr_tf.evaluate import evaluate_recognizer, recognize_lines, score_lines, width_buckets
+from htr_tf.evaluate import evaluate_recognizer, score_lines
+from htr_tf.recognize import recognize_crops, width_buckets
 
 
 def levenshtein(a, b) -> int:
@@ -119,7 +120,7 @@ def test_recognize_lines_keeps_order(recognizer):
     from conftest import render_text_line
 
     crops = [render_text_line(t, seed=i) for i, t in enumerate(["a long line of text", "hi", "medium one"])]
-    together = recognize_lines(recognizer, crops, batch_size=2)
-    alone = [recognize_lines(recognizer, [c])[0] for c in crops]
+    together = recognize_crops(recognizer, crops, batch_size=2)
+    alone = [recognize_crops(recognizer, [c])[0] for c in crops]
     assert [x.text for x in together] == [x.text for x in alone]
     assert [x.num_frames for x in together] == [x.num_frames for x in alone]

@@ -12,7 +12,8 @@ from htr_tf.decode import GreedyDecoder
 from htr_tf.errors import DataError, ModelError
 from htr_tf.export import SIGNATURES, export_recognizer, load_exported
 from htr_tf.fileio import decode_image, encode_png
-from htr_tf.geometry import batch_lines, resize_line
+from htr_tf.geometry import resize_line
+from htr_tf.recognize import line_batch, model_input
 
 tf = pytest.importorskip("tensorflow")
 
@@ -37,8 +38,8 @@ def crops():
 
 
 def keras_reference(recognizer, gray_crops):
-    x, w = batch_lines(gray_crops, recognizer.geometry)
-    lp, lengths = recognizer.log_probs(x, w)
+    images, w = line_batch(gray_crops, recognizer.geometry)
+    lp, lengths = recognizer.log_probs(model_input(images, w), w)
     decoded = GreedyDecoder().decode(lp, lengths, recognizer.charset)
     return lp, lengths, [d.text for d in decoded], [d.confidence for d in decoded]
 

@@ -25,19 +25,32 @@ def line_images(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def expected_texts(tiny_recognizer_dir, line_images):
-    from htr_tf.evaluate import recognize_lines
+    from htr_tf.recognize import recognize_crops
     from htr_tf.fileio import read_image
     from htr_tf.models.recognizer import Recognizer
 
     rec = Recognizer.load(tiny_recognizer_dir)
-    return [d.text for d in recognize_lines(rec, [read_image(p) for p in line_images])]
+    return [d.text for d in recognize_crops(rec, [read_image(p) for p in line_images])]
 
 
 def test_ocr_line_text(tiny_recognizer_dir, line_images, expected_texts, capsys):
-    rc = main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir), *line_images])
+    rc = main(["ocr", "--level", "line", "--decoder", "greedy", "--model", str(tiny_recognizer_dir), *line_images])
     out = capsys.readouterr().out
     assert rc == 0
     assert out.split("\n")[:-1] == expected_texts  # one line per image, in order
+
+
+def test_ocr_uses_the_best_installed_decoder_and_says_which(tiny_recognizer_dir, line_images, capsys):
+    from htr_tf.cli import build_parser
+    from htr_tf.decode import default_decoder, lm_extra_installed
+
+    assert default_decoder() == ("beam+lm" if lm_extra_installed() else "greedy")
+    rc = main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir), "--format", "json", line_images[0]])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["decoder"] == default_decoder()
+    sub = build_parser()._subparsers._group_actions[0].choices["ocr"]
+    help_text = " ".join(sub.format_help().split())
+    assert "beam+lm (word 4-gram beam search) with the lm extra, greedy without it" in help_text
+    assert f"here: {default_decoder()}" in help_text
 
 
 def test_ocr_line_json_and_beam(tiny_recognizer_dir, line_images, capsys):
@@ -60,7 +73,7 @@ def test_ocr_bad_image_is_reported_and_others_still_run(tiny_recognizer_dir, lin
                                                          expected_texts, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    rc = main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir),
+    rc = main(["ocr", "--level", "line", "--decoder", "greedy", "--model", str(tiny_recognizer_dir),
                line_images[0], str(bad), str(tmp_path / "missing.jpg"), line_images[1]])
     cap = capsys.readouterr()
     assert rc == 1
@@ -93,7 +106,9 @@ def test_ocr_pages_to_stdout_in_every_format(note_pages, capsys):
     docs = [json.loads(x) for x in capsys.readouterr().out.strip().split("\n")]
     assert [d["id"] for d in docs] == note_pages
     assert [len(d["regions"][0]["lines"]) for d in docs] == [2, 1]
-    assert docs[0]["text"] == text.rstrip("\n") and docs[0]["decoder"] == "greedy"
+    from htr_tf.decode import default_decoder
+
+    assert docs[0]["text"] == text.rstrip("\n") and docs[0]["decoder"] == default_decoder()
 
     assert main(["ocr", *note_pages]) == 0
     out = capsys.readouterr().out
@@ -139,9 +154,9 @@ def test_ocr_page_errors_are_clear(note_pages, tmp_path, capsys):
 
 
 def test_ocr_model_errors(tmp_path, line_images, monkeypatch, capsys):
-    import htr_tf.commands.ocr as ocr
+    import htr_tf.bundle
 
-    monkeypatch.setattr(ocr, "default_model_path", lambda kind: tmp_path / "no-bundled-model")
+    monkeypatch.setattr(htr_tf.bundle, "_ASSETS", tmp_path / "no-bundled-models")
     assert main(["ocr", "--level", "line", line_images[0]]) == 1
     err = capsys.readouterr().err
     assert "no bundled recognizer model" in err and "--model" in err and "Traceback" not in err

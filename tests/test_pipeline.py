@@ -15,7 +15,8 @@ from htr_tf.charset import DEFAULT_CHARSET
 from htr_tf.errors import ConfigError, DataError
 from htr_tf.geometry import LineGeometry
 from htr_tf.outputs import PAGE_NS, draw_overlay, render, to_page_xml
-from htr_tf.pipeline import Pipeline, PipelineOptions, line_batch, make_backend
+from htr_tf.pipeline import Pipeline, PipelineOptions, make_backend
+from htr_tf.recognize import line_batch
 
 WORDS = ["the", "Sir", "of", "1755"]
 

@@ -9,7 +9,8 @@ import pytest
 
 from htr_tf.charset import Charset
 from htr_tf.errors import ConfigError, ModelError
-from htr_tf.geometry import LineGeometry, batch_lines
+from htr_tf.geometry import LineGeometry
+from htr_tf.recognize import line_batch, model_input
 from htr_tf.models.recognizer import (
     Recognizer,
     RecognizerConfig,
@@ -201,7 +202,8 @@ def test_bundle_save_load_round_trip(bundle, tmp_path):
 
     crops = [np.full((40, 150), 255, np.uint8), np.full((30, 60), 255, np.uint8)]
     crops[0][10:30, 10:140] = 0
-    images, widths = batch_lines(crops, GEOMETRY)
+    images, widths = line_batch(crops, GEOMETRY)
+    images = model_input(images, widths)
     expected, lengths = bundle.log_probs(images, widths)
     assert expected.shape[0] == 2 and lengths.tolist() == bundle.config.frame_lengths(widths).tolist()
 

@@ -10,12 +10,13 @@ import pytest
 
 from conftest import render_text_line
 from htr_tf.errors import ConfigError, ModelError
-from htr_tf.pipeline import line_batch
+from htr_tf.recognize import line_batch
 from test_paragraph import draw_form, ink_model, make_form_records
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 
+import htr_tf  # noqa: E402
 from htr_tf import tflite  # noqa: E402
 
 TEXTS = ["hello world", "Sir, yes", "a", "the of and to in a is that", "October 1755"]
@@ -126,7 +127,7 @@ def test_metadata_travels_inside_the_file_and_round_trips(bundles, converted):
 
 def test_builtin_ops_only(converted):
     for path in converted.values():
-        ops = tflite._ops(path.read_bytes())
+        ops = tflite.operators(path.read_bytes())
         assert ops and not [op for op in ops if op.startswith(("CUSTOM", "FLEX"))], ops
 
 
@@ -225,7 +226,7 @@ def test_quantize_modes_make_files_that_run(bundles, converted, local, tiny_line
     assert meta["tflite"]["quantize"] == mode
     assert meta["tflite"]["calibration_samples"] == (8 if mode == "int8" else 0)
     assert out.read_bytes() != converted["recognizer"].read_bytes()
-    ops = tflite._ops(out.read_bytes())
+    ops = tflite.operators(out.read_bytes())
     assert ("QUANTIZE" in ops) == (mode == "int8")            # int8 activations: float input quantised
     assert ("DEQUANTIZE" in ops) == (mode in ("float16", "int8"))
     rec = tflite.TFLiteRecognizer(out)
@@ -303,11 +304,11 @@ def test_info_command(converted, capsys):
 # -- the bundled files ------------------------------------------------------------------------------------------
 def test_bundled_tflite_files_match_the_bundled_keras_models():
     """Stale files (a retrained Keras bundle not converted again) fail here: run `htr tflite all`."""
-    from htr_tf.pipeline import bundled_model_path
+    from htr_tf.bundle import bundled_model_path
 
     total = 0
     for kind in tflite.KINDS:
-        path = tflite.bundled_tflite_path(kind)
+        path = bundled_model_path(kind, tflite=True)
         assert path.exists(), f"{path} is missing: run `htr tflite all`"
         meta = tflite.read_metadata(path, kind)
         keras_meta = json.loads((bundled_model_path(kind) / "htr.json").read_text())
@@ -321,7 +322,7 @@ def test_bundled_tflite_files_match_the_bundled_keras_models():
 def test_bundled_tflite_pipeline_reads_the_example_page():
     from htr_tf.pipeline import Pipeline
 
-    page = Path(tflite.__file__).parent / "assets" / "examples" / "page-1.png"
+    page = Path(htr_tf.__file__).parent / "assets" / "examples" / "page-1.png"
     if not page.exists():
         pytest.skip("no bundled example page")
     result = Pipeline(tflite.TFLiteBackend.load(num_threads=1), "greedy").run(page)

@@ -88,7 +88,7 @@ def test_savedmodel_and_grpc_carry_and_apply_the_tuned_entry(tuned_bundle, tmp_p
     assert json.loads((repo / "recognizer" / "1" / "assets" / "htr.json").read_text())["decoding"] == TUNED
     srv = serve(repo, port=0, poll_seconds=0.1)
     try:
-        backend = GrpcBackend.connect(srv.address, use_paragraph=False, lines="", layout=None)
+        backend = GrpcBackend.connect(srv.address, recognizer_only=True)
         try:
             assert backend.decoding == TUNED
             assert Pipeline(backend, "beam").decoder.beam_width == 3
@@ -162,8 +162,8 @@ def test_evaluate_and_ocr_commands_take_tuned_settings_and_decoder_options(tuned
                  "--decoder-option", "min_prob=0.001", str(image)]) == 0
     assert built[-1].options()["min_prob"] == 0.001 and built[-1].beam_width == 3
     capsys.readouterr()
-    assert main(["ocr", "--level", "line", "--model", str(tuned_bundle), "--decoder-option", "beam_width=2",
-                 str(image)]) == 1                                       # greedy takes no options
+    assert main(["ocr", "--level", "line", "--model", str(tuned_bundle), "--decoder", "greedy",
+                 "--decoder-option", "beam_width=2", str(image)]) == 1      # greedy takes no options
     assert "decoder 'greedy': unknown options ['beam_width']; valid options: []" in capsys.readouterr().err
 
 

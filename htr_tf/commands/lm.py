@@ -74,7 +74,7 @@ def _lm_build(a: argparse.Namespace) -> int:
 
 
 def _lm_tune(a: argparse.Namespace) -> int:
-    from htr_tf.decode.lm import tune_decoder
+    from htr_tf.lm_tune import tune_decoder
 
     grid = {}
     for name in ("lm_weight", "word_score", "beam_width", "unk_score", "sil_score"):
@@ -97,7 +97,7 @@ def _lm_tune(a: argparse.Namespace) -> int:
 
         atomic_write_text(a.out, json.dumps(result, indent=2) + "\n")
     if a.save:
-        from htr_tf.decode.lm import save_tuned_decoder
+        from htr_tf.lm_tune import save_tuned_decoder
 
         entry = save_tuned_decoder(a.model, result)
         print(f"{a.model}/htr.json: {a.decoder} now defaults to {json.dumps(entry['options'], sort_keys=True)}",

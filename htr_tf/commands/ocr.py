@@ -5,11 +5,13 @@ one JSON object per image with ``--format json``).  An image that cannot be read
 reported on stderr naming the file, the others are still recognised, and the exit status
 is 1.  ``--level page`` (the default) runs the full page pipeline
 (:class:`htr_tf.pipeline.Pipeline`): text, JSON or PAGE-XML per page, on stdout or one file
-per page in ``--out DIR``, and overlay pictures with ``--overlay``; the networks run in this
-process, on LiteRT (``--backend tflite``) or on a model server (``--server HOST:PORT``).
+per page in ``--out DIR``, and overlay pictures with ``--overlay``.  At both levels the
+networks run in this process, on LiteRT (``--backend tflite`` or ``--model FILE.tflite``) or
+on a model server (``--server HOST:PORT``), and lines are read by
+:func:`htr_tf.recognize.recognize_crops`.  Without ``--decoder`` the best installed decoder
+is used (beam+lm with the lm extra, greedy without; JSON output names it).
 
-Each level is a ``_ocr_<level>`` handler over the same options, so adding the page level
-means adding its handler to ``_LEVELS``.
+Each level is a ``_ocr_<level>`` handler over the same options (``_LEVELS``).
 """
 
 from __future__ import annotations
@@ -31,11 +33,24 @@ DECODER_OPTION_HELP = ("a decoder option (repeatable; int/float/bool/none/str va
                        "lists the decoder's options")
 
 
-def add_decoder_arguments(q: argparse.ArgumentParser) -> None:
-    """``--decoder`` and its options (names are checked against the decoder registry)."""
-    q.add_argument("--decoder", default="greedy", metavar="NAME",
-                   help="CTC decoder: greedy (default), beam, beam+lm (word 4-gram, needs the lm "
-                        "extra), beam+charlm, lexicon, beam+lm+lexicon; an unknown name lists the valid ones")
+def add_decoder_arguments(q: argparse.ArgumentParser, best_by_default: bool = False) -> None:
+    """``--decoder`` and its options (names are checked against the decoder registry).
+
+    ``best_by_default``: no ``--decoder`` means the best decoder installed
+    (:func:`htr_tf.decode.default_decoder`, resolved by :func:`resolve_decoder`), else greedy.
+    """
+    from htr_tf.decode.ctc import BEST_DECODER, default_decoder
+
+    others = "beam, beam+lm (word 4-gram, needs the lm extra), beam+charlm, lexicon, beam+lm+lexicon"
+    if best_by_default:
+        default = (f"default: the best installed, {BEST_DECODER} (word 4-gram beam search) with the lm "
+                   f"extra, greedy without it; here: {default_decoder()}")
+        q.add_argument("--decoder", default=None, metavar="NAME",
+                       help=f"CTC decoder ({default}; JSON output names the one used): greedy, {others}; "
+                            f"an unknown name lists the valid ones")
+    else:
+        q.add_argument("--decoder", default="greedy", metavar="NAME",
+                       help=f"CTC decoder: greedy (default), {others}; an unknown name lists the valid ones")
     q.add_argument("--beam-width", type=int, default=None,
                    help="beam width of the beam decoders (default: the model's tuned one, else the decoder's)")
     q.add_argument("--decoder-option", action="append", default=[], metavar="KEY=VALUE", help=DECODER_OPTION_HELP)
@@ -52,58 +67,67 @@ def decoder_options_from_args(a: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def resolve_decoder(a: argparse.Namespace) -> str:
+    """``a.decoder``, the best installed decoder when none was named (it is set on ``a``)."""
+    if getattr(a, "decoder", None) is None:
+        from htr_tf.decode.ctc import default_decoder
+
+        a.decoder = default_decoder()
+    return a.decoder
+
+
 def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = None) -> Any:
     """The decoder the options name, starting from ``decoding`` (the model's tuned settings)."""
     from htr_tf.decode import build_decoder
 
-    return build_decoder(a.decoder, decoding, decoder_options_from_args(a))
-
-
-def default_model_path(kind: str) -> Path:
-    """Where the bundled ``kind`` model lives (``htr_tf.models.default_model_path`` when present)."""
-    try:
-        from htr_tf.models import default_model_path as bundled
-    except ImportError:
-        import htr_tf
-
-        return Path(htr_tf.__file__).resolve().parent / "assets" / "models" / kind
-    return Path(bundled(kind))
+    return build_decoder(resolve_decoder(a), decoding, decoder_options_from_args(a))
 
 
 def load_recognizer(model: str | None) -> Any:
-    """The recogniser bundle at ``model``, or the bundled one; ModelError saying what to do."""
+    """The Keras recogniser bundle at ``model``, or the bundled one; ModelError saying what to do."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from htr_tf.errors import ModelError
+    from htr_tf.bundle import require_bundled
     from htr_tf.models import Recognizer
 
-    if model is None:
-        path = default_model_path("recognizer")
-        if not (path / "htr.json").exists():
-            raise ModelError(f"no bundled recognizer model in this installation ({path}); "
-                             f"pass --model BUNDLE (a directory written by `htr train recognizer`)")
-        return Recognizer.load(path)
-    return Recognizer.load(model)
+    return Recognizer.load(model if model is not None else require_bundled("recognizer"))
+
+
+# -- where the networks run ------------------------------------------------------------------------
+def backend_from_args(a: argparse.Namespace, recognizer_only: bool = False) -> Any:
+    """The backend the options name: ``--server`` (gRPC), ``--backend``, or the kind of ``--model``
+    (a ``.tflite`` file runs on LiteRT, a bundle directory in process).  ``recognizer_only``
+    loads no layout model (line images)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from htr_tf.errors import ConfigError
+    from htr_tf.pipeline import make_backend
+
+    find_area = not getattr(a, "no_area", False)
+    layout = {"paragraph": getattr(a, "paragraph_model", None), "lines": getattr(a, "lines_model", None)}
+    if recognizer_only:
+        given = [f"--{k}-model" for k, v in layout.items() if v]
+        if given:
+            raise ConfigError(f"{', '.join(given)} applies to pages, not to --level line")
+        layout = {}
+    if a.server:
+        if a.backend not in (None, "grpc"):
+            raise ConfigError(f"--server runs the models on a model server: it cannot go with --backend {a.backend}")
+        if a.model or any(layout.values()):
+            raise ConfigError("--server runs the models the server has: --model, --paragraph-model and "
+                              "--lines-model do not apply")
+        return make_backend("grpc", address=a.server, use_paragraph=find_area, recognizer_only=recognizer_only)
+    name = a.backend or ("tflite" if str(a.model or "").lower().endswith(".tflite") else "local")
+    models = {"recognizer": a.model, **layout}
+    return make_backend(name, use_paragraph=find_area, recognizer_only=recognizer_only,
+                        **{k: v for k, v in models.items() if v is not None})
 
 
 # -- levels --------------------------------------------------------------------------------------
 def pipeline_from_args(a: argparse.Namespace) -> Any:
     """The page :class:`~htr_tf.pipeline.Pipeline` the options name (backend, models, decoder)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from htr_tf.pipeline import Pipeline, PipelineOptions, make_backend
+    from htr_tf.pipeline import Pipeline, PipelineOptions
 
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area)
-    models = {"recognizer": a.model, "paragraph": a.paragraph_model, "lines": a.lines_model}
-    if a.server:
-        if a.backend not in (None, "grpc"):
-            from htr_tf.errors import ConfigError
-
-            raise ConfigError(f"--server runs the models on a model server: it cannot go with --backend {a.backend}")
-        backend = make_backend("grpc", address=a.server, use_paragraph=options.find_area)
-    else:
-        name = a.backend or "local"
-        backend = make_backend(name, use_paragraph=options.find_area,
-                               **{k: v for k, v in models.items() if v is not None})
-    return Pipeline(backend, a.decoder, options, decoder_options_from_args(a))
+    return Pipeline(backend_from_args(a), resolve_decoder(a), options, decoder_options_from_args(a))
 
 
 def _page_output_path(out_dir: Path, image: str, suffix: str) -> Path:
@@ -164,24 +188,19 @@ def _ocr_page(a: argparse.Namespace) -> int:
 def _ocr_line(a: argparse.Namespace) -> int:
     import json
 
-    from htr_tf.errors import DataError
-    from htr_tf.evaluate import recognize_lines
+    from htr_tf.errors import ConfigError, DataError
     from htr_tf.fileio import read_image
+    from htr_tf.outputs import FORMAT_REGISTRY
+    from htr_tf.recognize import recognize_crops
     from htr_tf.results import LineResult, line_frame_width
 
-    from htr_tf.errors import ConfigError
-
-    from htr_tf.outputs import FORMAT_REGISTRY
-
     for flag, value in ((f"--format {a.format}", FORMAT_REGISTRY[a.format].document), ("--out", a.out),
-                        ("--overlay", a.overlay), ("--server", a.server), ("--backend", a.backend),
-                        ("--paragraph-model", a.paragraph_model), ("--lines-model", a.lines_model)):
+                        ("--overlay", a.overlay), ("--no-area", a.no_area)):
         if value:
             raise ConfigError(f"{flag} applies to pages, not to --level line")
-    recognizer = load_recognizer(a.model)
-    decoder = decoder_from_args(a, recognizer.decoding)
-    geometry = recognizer.geometry
-    downsample = recognizer.config.width_downsample()
+    model = backend_from_args(a, recognizer_only=True)      # in process, LiteRT or a model server
+    decoder = decoder_from_args(a, model.decoding)
+    geometry, downsample = model.geometry, model.width_downsample
     failed = 0
     for start in range(0, len(a.images), _CHUNK):
         names, crops = [], []
@@ -194,16 +213,17 @@ def _ocr_line(a: argparse.Namespace) -> int:
                 failed += 1
         if not crops:
             continue
-        for name, crop, line in zip(names, crops, recognize_lines(recognizer, crops, decoder, a.batch_size)):
+        for name, crop, line in zip(names, crops, recognize_crops(model, crops, decoder, a.batch_size)):
             if a.format == "text":
                 print(line.text)
                 continue
             h, w = crop.shape[:2]
             result = LineResult.from_decoded(
                 line, box=(0, 0, w, h), frame_width=line_frame_width(w, geometry.target_width(h, w), downsample),
-                extra={"image": name, "decoder": decoder.name})
+                extra={"image": name, "decoder": decoder.name, "backend": model.name})
             print(json.dumps(result.to_dict(), ensure_ascii=False))
         sys.stdout.flush()
+    getattr(decoder, "close", lambda: None)()
     if failed:
         print(f"htr: {failed} of {len(a.images)} image(s) could not be read", file=sys.stderr)
         return 1
@@ -218,6 +238,7 @@ def _ocr(a: argparse.Namespace) -> int:
         from htr_tf.errors import ConfigError
 
         raise ConfigError(f"--batch-size must be >= 1, got {a.batch_size}")
+    resolve_decoder(a)
     if not a.out:
         from htr_tf.commands.batch_args import expand_inputs
 
@@ -246,15 +267,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "line: each image is one text line")
     p.add_argument("--model", default=None,
                    help="recognizer model: a bundle directory (local backend) or a .tflite file "
-                        "(tflite backend); default: the bundled model")
+                        "(runs on LiteRT without --backend); default: the bundled model")
     p.add_argument("--paragraph-model", default=None, help="handwritten-area model (default: bundled)")
     p.add_argument("--lines-model", default=None, help="line detector model (default: bundled)")
     p.add_argument("--no-area", action="store_true",
                    help="skip the handwritten-area model: the whole page is searched for lines")
     p.add_argument("--backend", default=None, metavar="NAME",
-                   help="where the networks run: local (default, Keras in this process) or tflite (LiteRT)")
+                   help="where the networks run, at page and line level: local (default, Keras in this "
+                        "process) or tflite (LiteRT)")
     p.add_argument("--server", default=None, metavar="HOST:PORT",
-                   help="run the networks on a TF Serving / `htr serve` gRPC server; decoding stays here")
+                   help="run the networks on a TF Serving / `htr serve` gRPC server, at page and line level; "
+                        "images are resized here and decoding stays here, so the results equal local ones")
     from htr_tf.outputs import FORMAT_REGISTRY
 
     p.add_argument("--format", choices=list(FORMAT_REGISTRY), default="text",
@@ -268,6 +291,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="draw the boxes and recognised text on the page: a PNG path, or a "
                         "directory with several pages")
     add_batch_arguments(p)
-    add_decoder_arguments(p)
+    add_decoder_arguments(p, best_by_default=True)
     p.add_argument("--batch-size", type=int, default=16, help="lines per recogniser batch")
     p.set_defaults(func=_ocr)

@@ -33,9 +33,7 @@ KenLM loads.
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -47,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
-import numpy as np
-
 from htr_tf.charset import DEFAULT_CHARSET, Charset
+from htr_tf.decode.kneser_ney import (_SPECIAL, BOS, EOS, UNK, NgramCounts, estimate_kneser_ney, prune_thresholds,
+                                      write_arpa)
 from htr_tf.errors import ConfigError, DataError, ModelError
 from htr_tf.fileio import atomic_path, atomic_write_text
 
@@ -58,12 +56,10 @@ __all__ = [
     "boundary_token", "tokenize", "read_text", "split_heldout", "NgramCounts",
     "estimate_kneser_ney", "write_arpa", "build_lm", "find_kenlm_tools", "lm_sidecars",
     "read_meta", "read_lexicon", "write_lexicon", "check_lm_file", "load_kenlm",
-    "check_charset", "arpa_vocabulary", "DEFAULT_GRIDS", "grid_search", "tune_decoder",
+    "check_charset", "arpa_vocabulary",
 ]
 
 LMKind = Literal["word", "char"]
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-_SPECIAL = (BOS, EOS, UNK)
 META_FORMAT_VERSION = 1
 
 BUNDLED_LM_DIR = Path(__file__).resolve().parents[1] / "assets" / "lm"
@@ -208,248 +204,6 @@ def split_heldout(lines: Sequence[str], every: int = HELDOUT_EVERY) -> tuple[lis
     return kept, held
 
 
-# -- the estimator ------------------------------------------------------------------------------
-@dataclass
-class _Order:
-    """The n-grams of one order: ``key = prefix_index * V + last_token`` (sorted, unique)."""
-
-    keys: np.ndarray          # int64 [M]
-    prefix: np.ndarray        # int64 [M], index into order n-1 (0 for unigrams)
-    last: np.ndarray          # int64 [M], token id
-    suffix: np.ndarray        # int64 [M], index of the n-gram without its first token in order n-1
-    first: np.ndarray         # int64 [M], first token id
-    count: np.ndarray         # int64 [M], raw count
-    adjusted: np.ndarray | None = None
-    keep: np.ndarray | None = None
-    logp: np.ndarray | None = None
-    backoff: np.ndarray | None = None      # gamma as a context (float64, 1.0 when none)
-    has_ext: np.ndarray | None = None
-
-
-@dataclass
-class NgramCounts:
-    """An estimated model: vocabulary, per-order n-gram tables, discounts and notes."""
-
-    vocab: list[str]
-    orders: list[_Order]
-    discounts: list[tuple[float, float, float]]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def order(self) -> int:
-        return len(self.orders)
-
-    def sizes(self) -> list[int]:
-        """N-grams written per order (after pruning)."""
-        return [int(o.keep.sum()) if o.keep is not None else len(o.keys) for o in self.orders]
-
-
-_FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
-
-
-def _discounts(adjusted: np.ndarray, n: int, notes: list[str]) -> tuple[float, float, float]:
-    """Chen & Goodman's D1, D2, D3+ from the count-of-counts t1..t4 (lmplz's fallback when undefined)."""
-    t = [int((adjusted == k).sum()) for k in range(1, 5)]
-    try:
-        y = t[0] / (t[0] + 2 * t[1])
-        d = tuple(k - (k + 1) * y * t[k] / t[k - 1] for k in (1, 2, 3))
-    except ZeroDivisionError:
-        d = (-1.0, -1.0, -1.0)
-    if not all(0.0 < x < k for k, x in zip((1, 2, 3), d)) or not all(math.isfinite(x) for x in d):
-        notes.append(f"order {n}: count-of-counts {t} give no valid discounts; "
-                     f"using the fallback {_FALLBACK_DISCOUNTS}")
-        return _FALLBACK_DISCOUNTS
-    return d  # type: ignore[return-value]
-
-
-def estimate_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
-                        prune: Sequence[int] = (0,), progress: bool = False) -> NgramCounts:
-    """Interpolated modified Kneser-Ney estimate of an ``order``-gram model (lmplz's method).
-
-    ``sentences`` are token lists (without ``<s>``/``</s>``).  ``prune[k]`` is the count
-    threshold of order ``k + 1`` (the last value repeats): n-grams whose raw count is
-    at most it are left out unless a kept longer n-gram needs them as prefix or suffix;
-    unigrams are never pruned, and the pruned mass goes to the context's backoff so every
-    distribution still sums to one.
-    """
-    if order < 1:
-        raise ConfigError(f"LM order must be >= 1, got {order}")
-    thresholds = _prune_thresholds(prune, order)
-    counts: Counter = Counter()
-    sent_tokens: list[list[str]] = []
-    for s in sentences:
-        toks = [t for t in s if t not in _SPECIAL]
-        sent_tokens.append(toks)
-        counts.update(toks)
-    if not counts:
-        raise DataError("the text has no tokens: cannot estimate a language model")
-    words = sorted(counts, key=lambda w: (-counts[w], w))
-    vocab = [UNK, BOS, EOS] + words
-    index = {w: i for i, w in enumerate(vocab)}
-    unk_id, bos_id, eos_id = 0, 1, 2
-    V = len(vocab)
-    # the corpus: <s> w1 .. wm </s> per sentence, with each token's position in its sentence
-    lengths = np.fromiter((len(t) + 2 for t in sent_tokens), np.int64, len(sent_tokens))
-    tok = np.empty(int(lengths.sum()), np.int64)
-    i = 0
-    for toks in sent_tokens:
-        tok[i] = bos_id
-        tok[i + 1: i + 1 + len(toks)] = [index[w] for w in toks]
-        tok[i + 1 + len(toks)] = eos_id
-        i += len(toks) + 2
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    pos = np.arange(tok.size) - starts
-    del sent_tokens
-
-    notes: list[str] = []
-    orders: list[_Order] = []
-    ids = tok.copy()            # index of the n-gram ending at each position (order 1: the token)
-    o1 = _Order(keys=np.arange(V, dtype=np.int64), prefix=np.zeros(V, np.int64),
-                last=np.arange(V, dtype=np.int64), suffix=np.zeros(V, np.int64),
-                first=np.arange(V, dtype=np.int64), count=np.bincount(tok, minlength=V).astype(np.int64))
-    orders.append(o1)
-    steps = range(2, order + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="counting n-grams", unit="order", leave=False)
-    for n in steps:
-        prev = orders[-1]
-        valid = np.flatnonzero(pos >= n - 1)
-        if valid.size == 0:
-            notes.append(f"no sentence is long enough for order {n}")
-            empty = np.zeros(0, np.int64)
-            orders.append(_Order(empty, empty, empty, empty, empty, empty))
-            ids = np.full_like(ids, -1)
-            continue
-        key = ids[valid - 1] * V + tok[valid]
-        uniq, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
-        prefix, last = uniq // V, uniq % V
-        if n == 2:
-            suffix = last.copy()
-        else:
-            skey = prev.suffix[prefix] * V + last
-            suffix = np.searchsorted(prev.keys, skey)
-            if suffix.size and not np.array_equal(prev.keys[np.minimum(suffix, len(prev.keys) - 1)], skey):
-                raise AssertionError("n-gram suffix missing from the lower order")
-        new_ids = np.full_like(ids, -1)
-        new_ids[valid] = inv
-        ids = new_ids
-        orders.append(_Order(keys=uniq, prefix=prefix, last=last, suffix=suffix,
-                             first=prev.first[prefix], count=cnt.astype(np.int64)))
-
-    # adjusted counts: raw at the top order and for n-grams starting with <s>, else the
-    # number of distinct left extensions
-    N = len(orders)
-    for n in range(N, 0, -1):
-        o = orders[n - 1]
-        if n == N:
-            a = o.count.copy()
-        else:
-            a = np.bincount(orders[n].suffix, minlength=len(o.keys)).astype(np.int64)
-            a = np.where(o.first == bos_id, o.count, a)
-        if n == 1:
-            a[[unk_id, bos_id]] = 0
-        o.adjusted = a
-
-    # pruning, top down, on raw counts as lmplz does: a kept n-gram keeps its prefix and suffix
-    for n in range(N, 0, -1):
-        o = orders[n - 1]
-        keep = o.count > thresholds[n - 1] if n > 1 else np.ones(len(o.keys), bool)
-        if n < N:
-            up = orders[n]
-            keep[up.prefix[up.keep]] = True
-            keep[up.suffix[up.keep]] = True
-        o.keep = keep
-
-    # probabilities and backoffs, bottom up
-    discounts: list[tuple[float, float, float]] = []
-    for n in range(1, N + 1):
-        o = orders[n - 1]
-        a = o.adjusted.astype(np.float64)
-        mask = a > 0
-        d = _discounts(o.adjusted[mask], n, notes) if mask.any() else _FALLBACK_DISCOUNTS
-        discounts.append(d)
-        dv = np.zeros_like(a)
-        for k, dk in zip((1, 2, 3), d):
-            dv[o.adjusted == k] = dk
-        dv[o.adjusted >= 3] = d[2]
-        ctx = o.prefix if n > 1 else np.zeros(len(a), np.int64)
-        n_ctx = len(orders[n - 2].keys) if n > 1 else 1
-        total = np.bincount(ctx, weights=a, minlength=n_ctx)
-        mass = np.bincount(ctx, weights=np.where(o.keep, dv, a), minlength=n_ctx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gamma = np.where(total > 0, mass / total, 1.0)
-            u = np.where(o.keep & mask, (a - dv) / total[ctx], 0.0)
-        if n == 1:
-            p = u + gamma[0] / (V - 1)           # uniform over the vocabulary without <s>
-            p[bos_id] = 0.0
-        else:
-            lower = orders[n - 2]
-            p = u + gamma[o.prefix] * np.power(10.0, lower.logp[o.suffix])
-        with np.errstate(divide="ignore"):
-            o.logp = np.where(p > 0, np.log10(np.maximum(p, 1e-300)), -99.0)
-        if n > 1:
-            lower = orders[n - 2]
-            lower.backoff = gamma
-            has = np.zeros(len(lower.keys), bool)
-            has[o.prefix[o.keep]] = True
-            lower.has_ext = has
-    orders[-1].backoff = np.ones(len(orders[-1].keys))
-    orders[-1].has_ext = np.zeros(len(orders[-1].keys), bool)
-    return NgramCounts(vocab=vocab, orders=orders, discounts=discounts, notes=notes)
-
-
-def _prune_thresholds(prune: Sequence[int], order: int) -> list[int]:
-    p = [int(x) for x in (prune or (0,))]
-    if any(x < 0 for x in p):
-        raise ConfigError(f"prune thresholds must be >= 0, got {p}")
-    if p[0] != 0:
-        raise ConfigError(f"unigrams cannot be pruned: the first prune threshold must be 0, got {p}")
-    if any(b < a for a, b in zip(p, p[1:])):
-        raise ConfigError(f"prune thresholds must be non-decreasing, got {p}")
-    if len(p) > order:
-        raise ConfigError(f"{len(p)} prune thresholds for an order-{order} model")
-    return p + [p[-1]] * (order - len(p))
-
-
-def _ngram_strings(model: NgramCounts) -> list[np.ndarray]:
-    voc = np.array(model.vocab, dtype=object)
-    out = [voc.copy()]
-    for o in model.orders[1:]:
-        out.append(out[-1][o.prefix] + " " + voc[o.last])
-    return out
-
-
-def write_arpa(model: NgramCounts, path: str | os.PathLike) -> None:
-    """Write ``model`` as an ARPA file (gzip'd when the name ends in ``.gz``), atomically."""
-    path = Path(path)
-    strings = _ngram_strings(model)
-    buf = io.StringIO()
-    buf.write("\\data\\\n")
-    sizes = model.sizes()
-    for n, size in enumerate(sizes, 1):
-        buf.write(f"ngram {n}={size}\n")
-    top = model.order
-    for n, (o, s) in enumerate(zip(model.orders, strings), 1):
-        buf.write(f"\n\\{n}-grams:\n")
-        keep = np.flatnonzero(o.keep)
-        lp = o.logp[keep]
-        names = s[keep]
-        if n < top:
-            bo = np.where(o.has_ext[keep], np.log10(np.maximum(o.backoff[keep], 1e-300)), 0.0)
-            buf.writelines(f"{p:.6f}\t{w}\t{b:.6f}\n" if b != 0.0 else f"{p:.6f}\t{w}\n"
-                           for p, w, b in zip(lp.tolist(), names.tolist(), bo.tolist()))
-        else:
-            buf.writelines(f"{p:.6f}\t{w}\n" for p, w in zip(lp.tolist(), names.tolist()))
-    buf.write("\n\\end\\\n")
-    data = buf.getvalue().encode("utf-8")
-    if path.name.endswith(".gz"):
-        data = gzip.compress(data, compresslevel=9, mtime=0)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 # -- lmplz / build_binary ------------------------------------------------------------------------
 def find_kenlm_tools() -> dict[str, str]:
     """Paths of KenLM's ``lmplz`` and ``build_binary`` found on ``PATH`` (absent ones left out)."""
@@ -592,7 +346,7 @@ def build_lm(out: str | os.PathLike, order: int, kind: LMKind = "word",
         raise ConfigError(f"{out}: a binary KenLM file needs build_binary on PATH; write .arpa or .arpa.gz instead")
     if unknown not in ("skip", "drop", "error"):
         raise ConfigError(f"unknown-character policy must be skip, drop or error, got {unknown!r}")
-    thresholds = _prune_thresholds(prune, order)
+    thresholds = prune_thresholds(prune, order)
     t0 = time.perf_counter()
     stats = TextStats()
     if lines is not None:
@@ -622,7 +376,7 @@ def build_lm(out: str | os.PathLike, order: int, kind: LMKind = "word",
             model = estimate_kneser_ney(token_lines, order, thresholds, progress=progress)
             write_arpa(model, arpa)
             sizes, notes, discounts, command = model.sizes(), model.notes, model.discounts, None
-            est = "htr_tf.decode.lm.estimate_kneser_ney"
+            est = "htr_tf.decode.kneser_ney.estimate_kneser_ney"
         for n in notes:
             warnings.warn(f"{out}: {n}", stacklevel=2)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -799,152 +553,3 @@ def check_charset(path: str | os.PathLike, kind: LMKind, charset: Charset,
                              f"model's {len(chars)} characters are not LM tokens "
                              f"(e.g. {''.join(absent[:10])!r})")
     return boundary
-
-
-# -- tuning the decoding weights -----------------------------------------------------------------
-#: Default grids of ``htr lm tune`` per decoder (beam width fixed at 50 unless given).
-DEFAULT_GRIDS: dict[str, dict[str, list]] = {
-    "beam+lm": {"lm_weight": [0.5, 1.0, 1.5, 2.0, 3.0], "word_score": [-1.0, 0.0, 1.0, 2.0]},
-    "beam+lm+lexicon": {"lm_weight": [0.5, 1.0, 1.5, 2.0, 3.0], "word_score": [-1.0, 0.0, 1.0, 2.0]},
-    "beam+charlm": {"lm_weight": [0.5, 1.0, 1.5, 2.0, 3.0], "sil_score": [-1.0, 0.0, 1.0]},
-}
-
-
-def grid_search(log_probs: np.ndarray, lengths: np.ndarray, refs: Sequence[str], charset: Charset,
-                decoder: str = "beam+lm", grid: dict[str, Sequence[Any]] | None = None,
-                fixed: dict[str, Any] | None = None, metric: str = "cer",
-                progress: bool = False, table: Any = None) -> dict[str, Any]:
-    """Decode ``log_probs`` with every combination of ``grid`` and score against ``refs``.
-
-    Returns ``{"decoder", "metric", "results": [{options, cer, wer, lines_per_second}], "best"}``
-    where ``best`` holds the winning options with their CER/WER (ties: the faster setting).
-    ``table`` (a file) gets one aligned row per setting as they finish.
-    """
-    import itertools
-
-    from htr_tf.decode import get_decoder
-    from htr_tf.evaluate import score_lines
-
-    if metric not in ("cer", "wer"):
-        raise ConfigError(f"metric must be cer or wer, got {metric!r}")
-    grid = dict(grid) if grid else {}
-    for k, v in DEFAULT_GRIDS.get(decoder, {}).items():
-        grid.setdefault(k, v)
-    fixed = dict(fixed or {})
-    if "beam_width" not in grid:
-        fixed.setdefault("beam_width", 50)
-    names = sorted(grid)
-    combos = list(itertools.product(*(grid[n] for n in names)))
-    if not combos:
-        raise ConfigError("empty tuning grid")
-    if table is not None:
-        print(" ".join(f"{n:>12s}" for n in names) + f" {'CER %':>7s} {'WER %':>7s} {'lines/s':>8s}",
-              file=table, flush=True)
-    it: Iterable = combos
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(combos, desc=f"tuning {decoder}", unit="setting", leave=False)
-    results = []
-    for values in it:
-        opts = {**fixed, **dict(zip(names, values))}
-        dec = get_decoder(decoder, **opts)
-        t0 = time.perf_counter()
-        try:
-            hyps = [line.text for line in dec.decode(log_probs, lengths, charset)]
-        finally:
-            close = getattr(dec, "close", None)
-            if close is not None:
-                close()
-        dt = time.perf_counter() - t0
-        s = score_lines(list(refs), hyps)
-        row = {"options": dict(zip(names, values)), "cer": s["cer"], "wer": s["wer"],
-               "lines_per_second": round(len(hyps) / dt, 2) if dt > 0 else None}
-        results.append(row)
-        if table is not None:
-            print(" ".join(f"{v!s:>12s}" for v in values)
-                  + f" {100 * s['cer']:7.2f} {100 * s['wer']:7.2f} {row['lines_per_second'] or 0:8.1f}",
-                  file=table, flush=True)
-    best = min(results, key=lambda r: (r[metric], r["wer" if metric == "cer" else "cer"],
-                                       -(r["lines_per_second"] or 0)))
-    return {"decoder": decoder, "metric": metric, "fixed": fixed, "grid": {n: list(grid[n]) for n in names},
-            "lines": len(refs), "results": results,
-            "best": {"decoder": decoder, **fixed, **best["options"], "cer": best["cer"], "wer": best["wer"]}}
-
-
-def tune_decoder(model: str | os.PathLike, data: str | os.PathLike, split: str = "validation",
-                 decoder: str = "beam+lm", grid: dict[str, Sequence[Any]] | None = None,
-                 fixed: dict[str, Any] | None = None, limit: int | None = None, batch_size: int = 32,
-                 metric: str = "cer", progress: bool = False, table: Any = None) -> dict[str, Any]:
-    """Tune LM decoding of a recognizer bundle on a record set's ``split`` (see :func:`grid_search`).
-
-    The recogniser runs once; its log-probabilities (padded to the longest line) are then
-    decoded with every setting.
-    """
-    from htr_tf.data.records import RecordSet
-    from htr_tf.evaluate import width_buckets
-    from htr_tf.fileio import decode_image
-    from htr_tf.geometry import batch_lines
-    from htr_tf.models.recognizer import Recognizer
-
-    rec = Recognizer.load(model)
-    rs = RecordSet(data)
-    if split not in rs.splits("lines"):
-        raise DataError(f"{data}: no line split {split!r}; it has {rs.splits('lines')}")
-    crops, refs = [], []
-    for ex in rs.iter_lines(split):
-        if limit is not None and len(refs) >= limit:
-            break
-        crops.append(decode_image(ex["image"], f"{data}:{split}:{ex['id']}"))
-        refs.append(rec.charset.normalize(ex["text"]))
-    if not refs:
-        raise DataError(f"{data}: split {split!r} has no lines")
-    g = rec.geometry
-    lps: list[np.ndarray] = [None] * len(crops)  # type: ignore[list-item]
-    for idx in width_buckets([g.target_width(*c.shape[:2]) for c in crops], batch_size):
-        images, widths = batch_lines([crops[i] for i in idx], g)
-        lp, ln = rec.log_probs(images, widths)
-        for j, i in enumerate(idx):
-            lps[i] = lp[j, : int(ln[j])]
-    T = max(x.shape[0] for x in lps)
-    C = rec.charset.num_classes
-    log_probs = np.zeros((len(lps), T, C), np.float32)
-    lengths = np.array([x.shape[0] for x in lps], np.int64)
-    for i, x in enumerate(lps):
-        log_probs[i, : x.shape[0]] = x
-    result = grid_search(log_probs, lengths, refs, rec.charset, decoder, grid, fixed, metric,
-                         progress, table)
-    result.update(model=str(model), data=str(data), split=split)
-    return result
-
-
-#: Decoder options that name files or processes of this machine, not weights of the model:
-#: recorded as provenance by :func:`save_tuned_decoder`, never as tuned values.
-LOCAL_OPTIONS = ("lm", "lexicon", "workers")
-
-
-def save_tuned_decoder(model: str | os.PathLike, result: dict[str, Any]) -> dict[str, Any]:
-    """Make the best setting of a :func:`tune_decoder` result the defaults of its decoder for
-    ``model`` (a recogniser bundle): written into the bundle's ``htr.json`` under
-    ``decoding`` (see :func:`htr_tf.decode.decoder_defaults`); returns the entry written.
-
-    The values are the decoder's constructor options that were tuned or fixed, without
-    :data:`LOCAL_OPTIONS`; ``tuned`` records the data, split, line count, metric, the CER and
-    WER reached, the LM and lexicon used (null: the decoder's default) and the grid.
-    """
-    import datetime as _dt
-
-    from htr_tf.models.recognizer import Recognizer
-
-    decoder, best, fixed = result["decoder"], result["best"], result.get("fixed", {})
-    options = {k: v for k, v in best.items()
-               if k in set(result.get("grid", {})) | set(fixed) and k not in LOCAL_OPTIONS}
-    def where(p: Any) -> str | None:
-        return str(Path(p).resolve()) if p else None
-
-    tuned = {"data": where(result.get("data")), "split": result.get("split"), "lines": result.get("lines"),
-             "metric": result.get("metric"), "cer": best.get("cer"), "wer": best.get("wer"),
-             "lm": where(fixed.get("lm")), "lexicon": where(fixed.get("lexicon")), "grid": result.get("grid"),
-             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    meta = Recognizer.save_decoder_settings(model, decoder, options, tuned)
-    return meta["decoding"][decoder]

@@ -402,7 +402,7 @@ class Recognizer:
         """Per-frame log-probabilities ``[B, T, C]`` and valid lengths ``[B]`` for a padded batch.
 
         ``batch_images`` is ``[B, height, W, 1]`` float32 (or ``[B, height, W]``) as made by
-        :func:`htr_tf.geometry.batch_lines`; ``widths`` the true widths.
+        :func:`htr_tf.recognize.model_input` from a :func:`~htr_tf.recognize.line_batch`; ``widths`` the true widths.
         """
         import tensorflow as tf
 

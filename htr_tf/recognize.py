@@ -1,0 +1,172 @@
+"""Line crops to decoded lines: the one path every reader of text lines takes.
+
+``htr ocr`` (pages and line images), ``htr evaluate``, ``htr lm tune``, the gRPC client and
+the benchmarks all recognise lines with :func:`recognize_crops` (or, when they decode the
+same network outputs many times, :func:`crop_log_probs`):
+
+1. crops are grouped into batches of similar resized width (:func:`width_buckets`), so
+   little padding is computed;
+2. each batch is resized to the model's line height and right-padded with paper into one
+   uint8 ``[B, height, W]`` array plus the true widths (:func:`line_batch`, ``W`` a multiple
+   of ``geometry.width_multiple``): the input of the exported recogniser's ``recognize``
+   signature, so every backend gets identical pixels;
+3. a *line model* turns the batch into CTC log-probabilities: anything with ``charset``,
+   ``geometry``, ``decoding`` and ``log_probs(images, widths)`` on such batches, i.e. every
+   pipeline backend (Keras in process, LiteRT, gRPC; :mod:`htr_tf.pipeline`);
+4. a decoder (:mod:`htr_tf.decode`) turns them into :class:`~htr_tf.decode.DecodedLine`.
+
+Results come back in the order of the crops.
+
+>>> width_buckets([50, 10, 40, 20, 30], 2)
+[array([1, 3]), array([4, 2]), array([0])]
+>>> from htr_tf.geometry import LineGeometry
+>>> images, widths = line_batch([np.zeros((32, 100), np.uint8)], LineGeometry(height=16))
+>>> images.shape, images.dtype, widths.tolist(), int(images[0, 0, -1])
+((1, 16, 56), dtype('uint8'), [50], 255)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from htr_tf.errors import DataError
+
+if TYPE_CHECKING:
+    from htr_tf.charset import Charset
+    from htr_tf.decode.ctc import DecodedLine, Decoder
+    from htr_tf.geometry import LineGeometry
+
+__all__ = ["LineModel", "width_buckets", "line_batch", "model_input", "batched_log_probs", "crop_log_probs",
+           "recognize_crops", "KerasLineModel", "line_model"]
+
+
+class LineModel(Protocol):
+    """What :func:`recognize_crops` needs of a recogniser (every pipeline backend is one)."""
+
+    charset: "Charset"
+    geometry: "LineGeometry"
+    width_downsample: int
+    decoding: dict[str, Any]
+
+    def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``[B, height, W]`` paper-padded lines and true widths -> (``[B, T, C]``, ``[B]``)."""
+
+
+def width_buckets(widths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar width (sorted by width, stable), to limit padding."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = np.argsort(np.asarray(widths, np.int64), kind="stable")
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def line_batch(crops: Sequence[np.ndarray], geometry: "LineGeometry") -> tuple[np.ndarray, np.ndarray]:
+    """Resize 2-D uint8 line crops to ``geometry`` and right-pad them with paper (255) into uint8
+    ``[B, height, W]`` plus their int32 widths; ``W`` is the widest rounded up to
+    ``geometry.width_multiple``."""
+    from htr_tf.geometry import resize_line
+
+    resized = [resize_line(np.asarray(c), geometry) for c in crops]
+    widths = np.array([r.shape[1] for r in resized], np.int32)
+    W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
+    out = np.full((len(resized), geometry.height, W), 255, np.uint8)
+    for i, r in enumerate(resized):
+        out[i, :, : r.shape[1]] = r
+    return out, widths
+
+
+def model_input(images: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """A :func:`line_batch` -> the Keras recogniser's float32 ``[B, H, W, 1]`` input: ink positive
+    (``1 - x/255``, :func:`htr_tf.geometry.normalize`), columns past each width 0 (blank paper).
+    The exported ``recognize`` signature does the same in its graph."""
+    from htr_tf.geometry import normalize
+
+    imgs = np.asarray(images)
+    if imgs.ndim != 3 or imgs.dtype != np.uint8:
+        raise DataError(f"expected uint8 line images [B, H, W], got {imgs.dtype} {list(imgs.shape)}")
+    cols = np.arange(imgs.shape[2])[None, None, :] < np.asarray(widths).reshape(-1, 1, 1)
+    return np.where(cols, normalize(imgs), np.float32(0.0)).astype(np.float32)[..., None]
+
+
+def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per width bucket: (crop indices, log-probs ``[b, T, C]``, lengths ``[b]``, seconds in the model)."""
+    model = line_model(model)
+    g = model.geometry
+    for idx in width_buckets([g.target_width(*np.asarray(c).shape[:2]) for c in crops], batch_size):
+        images, widths = line_batch([crops[i] for i in idx], g)
+        t = time.perf_counter()
+        lp, lengths = model.log_probs(images, widths)
+        yield idx, np.asarray(lp), np.asarray(lengths), time.perf_counter() - t
+
+
+def crop_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    """Each crop's valid log-probabilities ``[T_i, C]``, in the order given (for decoding the
+    same outputs many times, as ``htr lm tune`` does)."""
+    out: list[Any] = [None] * len(crops)
+    for idx, lp, lengths, _ in batched_log_probs(model, crops, batch_size):
+        for j, i in enumerate(idx):
+            out[i] = lp[j, : int(lengths[j])]
+    return out
+
+
+def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Decoder" = "greedy",
+                    batch_size: int = 16, decoder_options: dict[str, Any] | None = None,
+                    timings: dict[str, float] | None = None) -> list["DecodedLine"]:
+    """Recognise 2-D uint8 gray line crops, in the order given.
+
+    ``model`` is a :class:`LineModel` (or a Keras recogniser, :func:`line_model`).  A decoder
+    name is built with the model's tuned settings, ``decoder_options`` overriding them, and
+    closed at the end; a decoder object is used as it is.  ``timings`` (when given) gets
+    ``recognize`` (seconds in the model) and ``decode`` (batching and decoding) added.
+    """
+    from htr_tf.decode import build_decoder
+
+    model = line_model(model)
+    dec = build_decoder(decoder, getattr(model, "decoding", None), decoder_options)
+    t0 = time.perf_counter()
+    in_model = 0.0
+    out: list[Any] = [None] * len(crops)
+    try:
+        for idx, lp, lengths, seconds in batched_log_probs(model, crops, batch_size):
+            in_model += seconds
+            for i, line in zip(idx, dec.decode(lp, lengths, model.charset)):
+                out[i] = line
+    finally:
+        if isinstance(decoder, str):
+            getattr(dec, "close", lambda: None)()
+    if timings is not None:
+        timings["recognize"] = timings.get("recognize", 0.0) + in_model
+        timings["decode"] = timings.get("decode", 0.0) + (time.perf_counter() - t0 - in_model)
+    return out
+
+
+class KerasLineModel:
+    """A loaded Keras :class:`~htr_tf.models.recognizer.Recognizer` as a :class:`LineModel`
+    (uint8 paper-padded batches in, through :func:`model_input`)."""
+
+    def __init__(self, recognizer: Any) -> None:
+        self.recognizer = recognizer
+        self.charset = recognizer.charset
+        self.geometry = recognizer.geometry
+        self.width_downsample = recognizer.config.width_downsample()
+        self.decoding = dict(getattr(recognizer, "decoding", None) or {})
+
+    def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.recognizer.log_probs(model_input(images, widths), widths)
+
+
+def line_model(model: Any) -> LineModel:
+    """``model`` as a :class:`LineModel`: a loaded Keras recogniser is wrapped
+    (:class:`KerasLineModel`); a backend is returned as it is."""
+    from htr_tf.models.recognizer import Recognizer
+
+    if isinstance(model, Recognizer):
+        return KerasLineModel(model)
+    for attr in ("charset", "geometry", "log_probs"):
+        if not hasattr(model, attr):
+            raise TypeError(f"{type(model).__name__} is not a line model (it has no {attr!r})")
+    return model
