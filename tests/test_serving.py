@@ -130,13 +130,13 @@ def line_batch_inputs(geometry, n=2, width=48):
 # -- repository and configs ----------------------------------------------------------------------------
 def test_repository_layout_and_configs(repo):
     entries = check_repository(repo)
-    assert [e.name for e in entries] == ["recognizer", "paragraph", "lines", "layout"]
+    assert [e.name for e in entries] == ["recognizer", "paragraph", "lines"]
     for e in entries:
         assert (repo / e.name / "1" / "saved_model.pb").is_file() and e.policy == ("latest", 1)
     assert not [p for p in repo.rglob(".*")]                     # no staging directories left
     config = parse_models_config((repo / "models.config").read_text())
     assert {c.name: c.base_path for c in config.model_config_list.config} == {
-        n: f"/models/{n}" for n in ("recognizer", "paragraph", "lines", "layout")}
+        n: f"/models/{n}" for n in ("recognizer", "paragraph", "lines")}
     batching = parse_batching_config((repo / "batching.config").read_text())
     assert batching.pad_variable_length_inputs and batching.max_batch_size.value == 64
     assert parse_monitoring_config((repo / "monitoring.config").read_text()).prometheus_config.enable
@@ -145,7 +145,6 @@ def test_repository_layout_and_configs(repo):
     assert per_model == batching
     assert not (repo / "paragraph" / "1" / BATCHING_PARAMS_FILE).exists()
     assert not (repo / "lines" / "1" / BATCHING_PARAMS_FILE).exists()
-    assert not (repo / "layout" / "1" / BATCHING_PARAMS_FILE).exists()
 
 
 def test_committed_configs_are_the_generated_ones():
@@ -212,10 +211,11 @@ def test_metadata_lists_the_signatures_and_status(client):
     assert sigs["recognize"]["inputs"]["images"] == {"dtype": "uint8", "shape": [-1, 32, -1]}
     assert sigs["recognize"]["inputs"]["widths"]["dtype"] == "int32"
     assert {"log_probs", "lengths", "text", "confidence"} == set(sigs["recognize"]["outputs"])
-    assert {"detect", "serving_default", "metadata"} <= set(client.signatures("paragraph"))
-    layout = client.signatures("layout")["detect"]
-    assert set(layout["inputs"]) == {"image"} and set(layout["outputs"]) == {"box", "score", "found", "boxes", "scores"}
-    assert sigs_in(client, "lines") >= {"detect", "detect_page", "metadata"}
+    assert {"detect", "mask", "serving_default", "metadata"} <= set(client.signatures("paragraph"))
+    # the layout networks alone, on the inputs the client's numpy preprocessing makes
+    assert client.signatures("paragraph")["mask"]["inputs"]["images"] == {"dtype": "uint8", "shape": [-1, 128, 96]}
+    assert client.signatures("lines")["mask"]["inputs"]["images"] == {"dtype": "uint8", "shape": [-1, -1, 256]}
+    assert sigs_in(client, "lines") >= {"detect", "detect_page", "mask", "metadata"}
     version, defs = client.model_metadata("lines")
     assert version == 1 and defs["detect"].method_name == "tensorflow/serving/predict"
     assert client.model_status("recognizer") == [{"version": 1, "state": "AVAILABLE", "error_code": 0,
@@ -228,11 +228,10 @@ def sigs_in(client, model):
     return set(client.signatures(model))
 
 
-def test_grpc_pipeline_gives_the_in_process_text(server, local, pages):
+def test_grpc_pipeline_gives_the_in_process_text_and_boxes(server, local, pages):
     from htr_tf.pipeline import Pipeline, make_backend
 
     backend = make_backend("grpc", address=server.address)
-    assert backend.models["layout"] == "layout"          # area and lines in one call per page
     assert backend.charset == local.charset and backend.geometry == local.geometry
     assert backend.width_downsample == local.width_downsample and backend.recognizer_version == 1
     n_lines = 0
@@ -245,14 +244,19 @@ def test_grpc_pipeline_gives_the_in_process_text(server, local, pages):
             assert len(got_lines) == len(ref_lines)
             n_lines += len(got_lines)
             assert got.text == ref.text
-            np.testing.assert_allclose([ln.box for ln in got_lines], [ln.box for ln in ref_lines], atol=1.0)
-            np.testing.assert_allclose(got.regions[0].box, ref.regions[0].box, atol=1.0)
+            # the client resizes and post-processes with the in-process code: the same boxes
+            np.testing.assert_allclose([ln.box for ln in got_lines], [ln.box for ln in ref_lines], atol=0.5)
+            np.testing.assert_allclose(got.regions[0].box, ref.regions[0].box, atol=0.5)
     assert n_lines >= 10                                # real lines were found and recognised
-    # separate area and line calls (a server without the layout model) give the same
-    separate = make_backend("grpc", address=server.address, layout="not-served")
-    assert separate.models["layout"] is None
-    for page in pages:
-        assert Pipeline(separate).run(page).text == Pipeline(local).run(page).text
+    # line images: the recogniser alone over gRPC reads them as in process
+    from htr_tf.recognize import recognize_crops
+
+    crops = [page[int(b[1]):int(b[3]), int(b[0]):int(b[2])] for page in pages[:1]
+             for b in local.find_lines(page, None)[0]]
+    only = make_backend("grpc", address=server.address, recognizer_only=True)
+    assert only.paragraph is None and only.lines is None
+    assert [d.text for d in recognize_crops(only, crops, "greedy")] == \
+        [d.text for d in recognize_crops(local, crops, "greedy")]
     # the log-probabilities themselves, over gRPC and in process
     inputs = line_batch_inputs(local.geometry, 3)
     lp, lengths = backend.log_probs(inputs["images"], inputs["widths"])
@@ -443,7 +447,7 @@ def test_start_errors(repo, server, tmp_path):
         serve(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     shutil.copy(repo / "models.config", tmp_path / "empty" / "models.config")
-    with pytest.raises(ModelError, match="nothing to serve for recognizer, paragraph, lines, layout"):
+    with pytest.raises(ModelError, match="nothing to serve for recognizer, paragraph, lines"):
         serve(tmp_path / "empty", port=0)
     with pytest.raises(ConfigError, match="both a certificate and a key"):
         ServerOptions(tls_cert="cert.pem")

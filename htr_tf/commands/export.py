@@ -45,14 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = xs.add_parser(
         "repository", help="export every model into a TF Serving model repository",
-        description="Write NAME/VERSION/ SavedModels (recognizer, paragraph, lines, and layout: paragraph "
-                    "and lines composed into one graph) in TF Serving's layout "
+        description="Write NAME/VERSION/ SavedModels (recognizer, paragraph, lines) in TF Serving's layout "
                     "plus models.config, batching.config and monitoring.config (kept when present). "
                     "See serving/README.md.")
     r.add_argument("--out", required=True, help="repository directory (created or added to)")
     r.add_argument("--version", type=int, help="version number (default: one more than the highest present)")
     for kind in ("recognizer", "paragraph", "lines"):
         r.add_argument(f"--{kind}", help=f"{kind} bundle directory (default: the bundled model)")
-    r.add_argument("--models", help="comma-separated subset to export (default: recognizer,paragraph,lines); "
-                                    "layout (paragraph + lines in one graph) follows paragraph and lines")
+    r.add_argument("--models", help="comma-separated subset to export (default: recognizer,paragraph,lines)")
     r.set_defaults(func=_export_repository)

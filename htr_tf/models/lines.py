@@ -56,7 +56,7 @@ __all__ = ["LineDetectorConfig", "build_line_detector", "LineDetector", "line_bo
 
 BUNDLE_KIND = "lines"
 CONFIG_VERSION = 1
-SIGNATURES = ("serving_default", "detect", "detect_page", "metadata")
+SIGNATURES = ("serving_default", "detect", "detect_page", "mask", "metadata")
 
 
 @dataclass
@@ -410,7 +410,11 @@ def export_lines(detector: LineDetector, out_dir: str | os.PathLike) -> Path:
     Signatures: ``detect`` (also ``serving_default``): ``image`` uint8 ``[H, W]`` (any size,
     gray), ``region`` float32 ``[4]`` (the handwritten area, xyxy page px) -> ``boxes``
     float32 ``[N, 4]`` xyxy page px in reading order, ``scores`` float32 ``[N]``;
-    ``detect_page``: ``image`` only (the whole page is the area); ``metadata``: ``json``.
+    ``detect_page``: ``image`` only (the whole page is the area), both for clients that send
+    pages; ``mask``: ``images`` uint8 ``[B, Hp, input_width]`` (area crops resized by
+    :meth:`LineDetector.preprocess`, paper 255) -> ``mask`` float32 ``[B, h, w]``: the network
+    alone, so a client that resizes and post-processes with this module's numpy code (htr-tf's
+    gRPC backend) gets the in-process boxes; ``metadata``: ``json``.
     """
     import tensorflow as tf
 
@@ -459,6 +463,11 @@ def export_lines(detector: LineDetector, out_dir: str | os.PathLike) -> Path:
             shape = tf.cast(tf.shape(image), tf.float32)
             return self._run(image, tf.stack([0.0, 0.0, shape[1], shape[0]]))
 
+        @tf.function(input_signature=[tf.TensorSpec([None, None, W], tf.uint8, name="images")])
+        def mask(self, images):
+            x = 1.0 - tf.cast(images, tf.float32) / 255.0          # normalize_page, bit for bit
+            return {"mask": self.model(x[..., None], training=False)["mask"][..., 0]}
+
         @tf.function(input_signature=[])
         def metadata(self):
             return {"json": tf.constant(meta_json)}
@@ -467,4 +476,5 @@ def export_lines(detector: LineDetector, out_dir: str | os.PathLike) -> Path:
                        lambda mod: {"serving_default": mod.detect.get_concrete_function(),
                                     "detect": mod.detect.get_concrete_function(),
                                     "detect_page": mod.detect_page.get_concrete_function(),
+                                    "mask": mod.mask.get_concrete_function(),
                                     "metadata": mod.metadata.get_concrete_function()})

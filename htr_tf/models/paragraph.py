@@ -43,7 +43,7 @@ __all__ = ["ParagraphConfig", "build_paragraph_model", "ParagraphModel", "paragr
 
 BUNDLE_KIND = "paragraph"
 CONFIG_VERSION = 1
-SIGNATURES = ("serving_default", "detect", "metadata")
+SIGNATURES = ("serving_default", "detect", "mask", "metadata")
 
 
 @dataclass
@@ -303,7 +303,11 @@ def export_paragraph(paragraph: ParagraphModel, out_dir: str | os.PathLike) -> P
 
     Signatures: ``detect`` (also ``serving_default``): ``image`` uint8 ``[H, W]`` (any size,
     gray) -> ``box`` float32 ``[4]`` xyxy page px (the whole page when nothing is found),
-    ``score`` float32, ``found`` bool; ``metadata``: ``json`` (the bundle's ``htr.json``,
+    ``score`` float32, ``found`` bool, for clients that send pages; ``mask``: ``images`` uint8
+    ``[B, input_height, input_width]`` (pages resized by :meth:`ParagraphModel.preprocess`'s
+    ``resize_fit``, paper 255) -> ``mask`` float32 ``[B, h, w]``: the network alone, so a
+    client that resizes and post-processes with this module's numpy code (htr-tf's gRPC
+    backend) gets the in-process boxes; ``metadata``: ``json`` (the bundle's ``htr.json``,
     also the asset ``assets/htr.json``).
     """
     import tensorflow as tf
@@ -331,6 +335,11 @@ def export_paragraph(paragraph: ParagraphModel, out_dir: str | os.PathLike) -> P
             box = tf.where(found, box, tf.stack([0.0, 0.0, w, h]))
             return {"box": box, "score": score, "found": found}
 
+        @tf.function(input_signature=[tf.TensorSpec([None, H, W], tf.uint8, name="images")])
+        def mask(self, images):
+            x = 1.0 - tf.cast(images, tf.float32) / 255.0          # normalize_page, bit for bit
+            return {"mask": self.model(x[..., None], training=False)["mask"][..., 0]}
+
         @tf.function(input_signature=[])
         def metadata(self):
             return {"json": tf.constant(meta_json)}
@@ -338,4 +347,5 @@ def export_paragraph(paragraph: ParagraphModel, out_dir: str | os.PathLike) -> P
     return save_module(ParagraphModule, meta_json, out_dir,
                         lambda m: {"serving_default": m.detect.get_concrete_function(),
                                    "detect": m.detect.get_concrete_function(),
+                                   "mask": m.mask.get_concrete_function(),
                                    "metadata": m.metadata.get_concrete_function()})

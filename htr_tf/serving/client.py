@@ -11,14 +11,16 @@ server rejected, :class:`ServingError` for the rest.
 
 :class:`GrpcBackend` implements :class:`htr_tf.pipeline.Backend` over the served models
 (``paragraph``, ``lines``, ``recognizer``), so ``Pipeline(GrpcBackend.connect(...), decoder)``
-runs the in-process pipeline's code with the networks on the server and CTC/LM decoding
-here.  When the server also has ``layout`` (paragraph and lines in one graph, see
-:func:`htr_tf.serving.repository.export_layout`), ``find_area`` sends the page once and
-gets its lines too; the ``find_lines`` call that follows for that page and area is answered
-from them.  The charset, line geometry and width downsampling come from the served
+runs the in-process pipeline's code with only the networks on the server: every image rule
+runs here, in the same numpy/OpenCV code as in process (the layout models' ``preprocess`` and
+``postprocess``, :func:`htr_tf.recognize.line_batch`), and the server gets the networks'
+inputs (signatures ``mask`` and ``recognize``).  So a page gives the same text and boxes
+over gRPC as in process, and far fewer bytes cross the wire than the page itself.  CTC/LM
+decoding stays here.  The charset, line geometry and width downsampling come from the served
 recogniser's metadata JSON (signature ``metadata_batch``, or ``metadata`` for exports that
-predate it), never from a local copy; requests then name the version that JSON came from,
-so a charset never meets another version's outputs.
+predate it), the layout models' configs from theirs, never from a local copy; recogniser
+requests name the version that JSON came from, so a charset never meets another version's
+outputs.
 
 >>> from htr_tf.pipeline import Pipeline                                      # doctest: +SKIP
 >>> pipe = Pipeline(GrpcBackend.connect("127.0.0.1:8500"), "beam+lm")          # doctest: +SKIP
@@ -244,54 +246,67 @@ class Client:
 
 
 # -- the pipeline backend ----------------------------------------------------------------------------
+def _layout_class(kind: str) -> Any:
+    """A layout model class whose network runs on the server (``mask`` signature); its numpy
+    ``preprocess``/``postprocess``/``detect`` are the in-process model's own."""
+    from htr_tf.models.lines import LineDetector
+    from htr_tf.models.paragraph import ParagraphModel
+
+    def to_uint8(x: np.ndarray) -> np.ndarray:
+        # preprocess gives 1 - canvas/255 in float32; this recovers the uint8 canvas exactly
+        # (checked for all 256 values), which is 4x fewer bytes to send
+        return np.rint((1.0 - np.asarray(x, np.float32)) * 255.0).astype(np.uint8)
+
+    if kind == "paragraph":
+        class GrpcParagraph(ParagraphModel):
+            def masks(self, inputs: np.ndarray) -> np.ndarray:
+                out = self.backend.client.predict(self.served_as, {"images": to_uint8(inputs)}, "mask",
+                                                  output_filter=("mask",))
+                return np.asarray(out["mask"], np.float32)
+
+        return GrpcParagraph
+
+    class GrpcLines(LineDetector):
+        def mask(self, inputs: np.ndarray) -> np.ndarray:
+            out = self.backend.client.predict(self.served_as, {"images": to_uint8(inputs)[None]}, "mask",
+                                              output_filter=("mask",))
+            return np.asarray(out["mask"], np.float32)[0]
+
+    return GrpcLines
+
+
 class GrpcBackend:
     """:class:`htr_tf.pipeline.Backend` over a model server (see the module docstring)."""
 
     name = "grpc"
 
     def __init__(self, client: Client, recognizer: str = "recognizer", paragraph: str | None = "paragraph",
-                 lines: str = "lines", layout: str | None = "layout") -> None:
+                 lines: str | None = "lines") -> None:
         self.client = client
-        self.models = {"recognizer": recognizer, "paragraph": paragraph, "lines": lines,
-                       "layout": layout if paragraph else None}
+        self.models = {"recognizer": recognizer, "paragraph": paragraph, "lines": lines}
         self._lock = threading.Lock()
-        self._last_layout = threading.local()   # per thread: (page, area, boxes, scores) of the last page
         self.recognizer_version = 0
         self.metadata: dict[str, Any] = {}
         self._refresh()
-        if self.models["layout"]:
-            try:
-                meta, _ = self._fetch_metadata(self.models["layout"])
-            except ModelError as e:
-                if getattr(e, "grpc_code", "") != "NOT_FOUND":
-                    raise
-                meta = {"kind": "layout"}
-                self.models["layout"] = None       # not served here: separate calls
-            if meta.get("kind") != "layout":
-                raise ModelError(f"model server at {client.address}: model {self.models['layout']!r} is a "
-                                 f"{meta.get('kind')!r} model, expected 'layout'")
-        for kind in ("paragraph", "lines"):
-            if self.models[kind]:
-                meta, _ = self._fetch_metadata(self.models[kind])
-                if meta.get("kind") != kind:
-                    raise ModelError(f"model server at {client.address}: model {self.models[kind]!r} is a "
-                                     f"{meta.get('kind')!r} model, expected {kind!r}")
+        self.paragraph = self._layout_model("paragraph") if paragraph else None
+        self.lines = self._layout_model("lines") if lines else None
 
     @classmethod
     def connect(cls, address: str = DEFAULT_ADDRESS, recognizer: str = "recognizer", paragraph: str = "paragraph",
-                lines: str = "lines", use_paragraph: bool = True, layout: str | None = "layout",
+                lines: str = "lines", use_paragraph: bool = True, recognizer_only: bool = False,
                 timeout: float = 30.0, retries: int = 3,
                 root_certificates: str | bytes | Path | None = None, server_name: str | None = None,
                 channel_options: Sequence[tuple[str, Any]] = ()) -> "GrpcBackend":
-        """Connect to the server at ``address`` and read the recogniser's metadata.
+        """Connect to the server at ``address`` and read the models' metadata.
 
         ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area);
-        ``layout=None`` (or a server without that model) makes separate area and line calls.
+        ``recognizer_only=True`` uses no layout model (line images).
         """
         client = Client(address, timeout=timeout, retries=retries, root_certificates=root_certificates,
                         server_name=server_name, channel_options=channel_options)
         try:
-            return cls(client, recognizer, paragraph if use_paragraph else None, lines, layout)
+            return cls(client, recognizer, paragraph if use_paragraph and not recognizer_only else None,
+                       None if recognizer_only else lines)
         except Exception:
             client.close()
             raise
@@ -320,6 +335,26 @@ class GrpcBackend:
                 raise ModelError(f"model server at {self.client.address}: {model} returned metadata that is not an object")
             return meta, out.version
         raise ModelError(f"model server at {self.client.address}: cannot read the metadata of {model!r}: {last}")
+
+    def _layout_model(self, kind: str) -> Any:
+        """The served ``kind`` model as its in-process class with the network on the server."""
+        from htr_tf.errors import ConfigError
+        from htr_tf.models.lines import LineDetectorConfig
+        from htr_tf.models.paragraph import ParagraphConfig
+
+        model = self.models[kind]
+        meta, _ = self._fetch_metadata(model)
+        if meta.get("kind") != kind:
+            raise ModelError(f"model server at {self.client.address}: model {model!r} is a "
+                             f"{meta.get('kind')!r} model, expected {kind!r}")
+        cls = _layout_class(kind)
+        try:
+            config = (ParagraphConfig if kind == "paragraph" else LineDetectorConfig).from_dict(meta["config"])
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise ModelError(f"model server at {self.client.address}: bad metadata in {model!r}: {e}") from None
+        obj = cls(None, config, dict(meta.get("info") or {}))
+        obj.backend, obj.served_as = self, model
+        return obj
 
     def _refresh(self) -> None:
         """(Re)read the recogniser's metadata and pin the version it came from."""
@@ -351,34 +386,17 @@ class GrpcBackend:
 
     # -- the Backend protocol ---------------------------------------------------------------------
     def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
-        given, page = page, np.ascontiguousarray(page, np.uint8)
-        self._last_layout.value = None
-        if not self.models["paragraph"]:
+        if self.paragraph is None:
             h, w = page.shape[:2]
             return np.array([0, 0, w, h], np.float32), 0.0
-        model = self.models["layout"] or self.models["paragraph"]
-        out = self.client.predict(model, {"image": page}, "detect")
-        found = bool(np.asarray(out["found"]).reshape(-1)[0])
-        box = np.asarray(out["box"], np.float32).reshape(4)
-        if self.models["layout"]:
-            self._last_layout.value = (given, box, np.asarray(out["boxes"], np.float32).reshape(-1, 4),
-                                       np.asarray(out["scores"], np.float32).reshape(-1))
-        return box, float(out["score"]) if found else 0.0
+        return self.paragraph.detect(page)
 
     def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        last = getattr(self._last_layout, "value", None)
-        self._last_layout.value = None
-        if (last is not None and region is not None and last[0] is page
-                and np.array_equal(np.asarray(region, np.float32).reshape(-1), last[1])):
-            return last[2], last[3]            # found with the area by the layout model
-        page = np.ascontiguousarray(page, np.uint8)
-        if region is None:
-            out = self.client.predict(self.models["lines"], {"image": page}, "detect_page")
-        else:
-            out = self.client.predict(self.models["lines"], {"image": page,
-                                                             "region": np.asarray(region, np.float32).reshape(4)},
-                                      "detect")
-        return np.asarray(out["boxes"], np.float32).reshape(-1, 4), np.asarray(out["scores"], np.float32).reshape(-1)
+        if self.lines is None:
+            from htr_tf.errors import ConfigError
+
+            raise ConfigError("this backend has no line detector (connected with recognizer_only=True)")
+        return self.lines.detect(page, region)
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.ascontiguousarray(images, np.uint8)

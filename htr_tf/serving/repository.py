@@ -3,20 +3,18 @@
 ``write_repository`` exports the recogniser, the handwritten-area model and the line
 detector (each with its named signatures, see :mod:`htr_tf.export`,
 :func:`htr_tf.models.paragraph.export_paragraph`, :func:`htr_tf.models.lines.export_lines`)
-into TF Serving's layout, plus ``layout``: the two exported layout SavedModels composed into
-one (:func:`export_layout`), so a client sends a page once and gets its area and lines in one
-round trip.  It writes, when absent:
+into TF Serving's layout.  It writes, when absent:
 
 ``models.config``
-    ``ModelServerConfig``: one ``model_config_list`` entry per model, base path
-    ``/models/NAME`` (where ``Dockerfile.serving`` copies the repository), serving the
-    latest version.
+    ``ModelServerConfig`` (built as the protobuf message and written with ``text_format``):
+    one ``model_config_list`` entry per model, base path ``/models/NAME`` (where
+    ``Dockerfile.serving`` copies the repository), serving the latest version.
 ``batching.config``
     ``BatchingParameters`` for ``--batching_parameters_file``.  The server runs with
     ``--enable_per_model_batching_parameters``: TF Serving's batching concatenates every
     input along dimension 0, which suits the recogniser (lines ``[B, H, W]``, padded to
     the widest with ``pad_variable_length_inputs``; the ``widths`` input keeps the padding
-    out of the result) but not the layout models, whose signatures take one page
+    out of the result) but not the layout models, whose ``detect`` signatures take one page
     ``[H, W]``.  So only ``recognizer/N/batching_params.pbtxt`` (the same parameters)
     turns batching on, for the recogniser alone; from this file TF Serving then takes the
     shared thread pool settings only.
@@ -38,19 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from htr_tf.errors import ConfigError, ModelError
+from htr_tf.errors import ConfigError
 from htr_tf.fileio import atomic_write_text
 
-__all__ = ["MODEL_KINDS", "SERVED_MODELS", "CONFIG_FILES", "CONTAINER_ROOT", "BATCHING_PARAMS_FILE", "ModelEntry",
-           "export_layout",
+__all__ = ["MODEL_KINDS", "CONFIG_FILES", "CONTAINER_ROOT", "BATCHING_PARAMS_FILE", "ModelEntry",
            "models_config_text", "BATCHING_CONFIG_TEXT", "MONITORING_CONFIG_TEXT", "parse_models_config",
            "parse_batching_config", "parse_monitoring_config", "read_model_entries", "available_versions",
            "aspired_versions", "write_repository", "check_repository"]
 
 #: The exported models, by name (the name is also the kind of model).
 MODEL_KINDS = ("recognizer", "paragraph", "lines")
-#: ... and what a repository serves: those plus ``layout`` (paragraph then lines, one graph).
-SERVED_MODELS = MODEL_KINDS + ("layout",)
 CONFIG_FILES = ("models.config", "batching.config", "monitoring.config")
 #: Where the repository lives inside the serving image (``Dockerfile.serving``).
 CONTAINER_ROOT = "/models"
@@ -62,20 +57,21 @@ BATCHED_MODELS = ("recognizer",)
 _HEADER = "# Written by `htr export repository` (htr_tf/serving/repository.py); see serving/README.md.\n"
 
 
-def models_config_text(names: Iterable[str] = SERVED_MODELS, root: str = CONTAINER_ROOT, num_versions: int = 1) -> str:
+def models_config_text(names: Iterable[str] = MODEL_KINDS, root: str = CONTAINER_ROOT, num_versions: int = 1) -> str:
     """``ModelServerConfig`` text: each model under ``root/NAME``, the latest ``num_versions`` served."""
-    blocks = []
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
     for name in names:
-        blocks.append(
-            "  config {\n"
-            f'    name: "{name}"\n'
-            f'    base_path: "{root.rstrip("/")}/{name}"\n'
-            '    model_platform: "tensorflow"\n'
-            f"    model_version_policy {{ latest {{ num_versions: {num_versions} }} }}\n"
-            "  }\n")
+        entry = config.model_config_list.config.add()
+        entry.name = name
+        entry.base_path = f"{root.rstrip('/')}/{name}"
+        entry.model_platform = "tensorflow"
+        entry.model_version_policy.latest.num_versions = num_versions
     return (_HEADER + "# TF Serving model config (--model_config_file): one entry per model; a new numbered\n"
             "# version directory under base_path is picked up and the older one unloaded.\n"
-            "model_config_list {\n" + "".join(blocks) + "}\n")
+            + text_format.MessageToString(config))
 
 
 BATCHING_CONFIG_TEXT = _HEADER + """\
@@ -257,12 +253,10 @@ def aspired_versions(entry: ModelEntry, available: list[int]) -> list[int]:
 
 # -- writing a repository --------------------------------------------------------------------------
 def _load(kind: str, path: str | os.PathLike | None) -> Any:
-    from htr_tf.pipeline import bundled_model_path
+    from htr_tf.bundle import require_bundled
 
     if path is None or str(path) == "bundled":
-        path = bundled_model_path(kind)
-        if not (Path(path) / "htr.json").exists():
-            raise ModelError(f"no bundled {kind} model in this installation ({path}); pass a bundle directory")
+        path = require_bundled(kind)
     if kind == "recognizer":
         from htr_tf.models.recognizer import Recognizer
 
@@ -295,62 +289,13 @@ def _next_version(model_dir: Path) -> int:
     return max(existing, default=0) + 1
 
 
-def export_layout(paragraph_dir: str | os.PathLike, lines_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Compose an exported paragraph and lines SavedModel into one (written beside ``out_dir``,
-    renamed into place).
-
-    Signatures: ``detect`` (also ``serving_default``): ``image`` uint8 ``[H, W]`` -> the
-    paragraph model's ``box``, ``score``, ``found`` and the line detector's ``boxes``,
-    ``scores`` inside that box (exactly the two models' ``detect`` one after the other);
-    ``metadata``: ``json`` ``{"kind": "layout", "paragraph": ..., "lines": ...}`` (their ``htr.json``).
-    """
-    import json
-
-    import tensorflow as tf
-
-    from htr_tf.models.layout_common import save_module
-
-    par, lin = tf.saved_model.load(str(paragraph_dir)), tf.saved_model.load(str(lines_dir))
-    metas = {}
-    for kind, loaded in (("paragraph", par), ("lines", lin)):
-        meta = json.loads(loaded.signatures["metadata"]()["json"].numpy().decode("utf-8"))
-        if meta.get("kind") != kind:
-            raise ModelError(f"{paragraph_dir if kind == 'paragraph' else lines_dir}: a {meta.get('kind')!r} "
-                             f"export, expected {kind!r}")
-        metas[kind] = meta
-    meta_json = json.dumps({"kind": "layout", "format_version": 1, **metas}, indent=2, ensure_ascii=False)
-
-    class LayoutModule(tf.Module):
-        def __init__(self, asset: Path) -> None:
-            super().__init__(name="htr_layout")
-            self.paragraph, self.lines = par, lin
-            self.htr_json = tf.saved_model.Asset(str(asset))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.uint8, name="image")])
-        def detect(self, image):
-            area = self.paragraph.detect(image)
-            found = self.lines.detect(image, area["box"])
-            return {"box": area["box"], "score": area["score"], "found": area["found"],
-                    "boxes": found["boxes"], "scores": found["scores"]}
-
-        @tf.function(input_signature=[])
-        def metadata(self):
-            return {"json": tf.constant(meta_json)}
-
-    return save_module(LayoutModule, meta_json, out_dir,
-                       lambda m: {"serving_default": m.detect.get_concrete_function(),
-                                  "detect": m.detect.get_concrete_function(),
-                                  "metadata": m.metadata.get_concrete_function()})
-
-
 def write_repository(out: str | os.PathLike, version: int | None = None, recognizer: Any = None,
                      paragraph: Any = None, lines: Any = None, models: Iterable[str] = MODEL_KINDS,
                      log: Any = None) -> dict[str, int]:
     """Export ``models`` into the repository ``out``; returns ``{name: version written}``.
 
     ``recognizer``/``paragraph``/``lines`` are bundle directories or loaded models (None:
-    the bundled ones).  Whenever paragraph or lines is written, ``layout`` is composed
-    again from the repository's latest paragraph and lines versions.  ``version`` None
+    the bundled ones).  ``version`` None
     takes one more than the model's highest version (1 in a new repository); an existing
     version is never overwritten, because a running server would not reload it.  Each
     version is exported into a hidden staging directory (ignored by TF Serving and
@@ -360,16 +305,14 @@ def write_repository(out: str | os.PathLike, version: int | None = None, recogni
     """
     out = Path(out)
     models = list(models)
-    unknown = [m for m in models if m not in SERVED_MODELS]
+    unknown = [m for m in models if m not in MODEL_KINDS]
     if unknown or not models:
-        raise ConfigError(f"unknown models {unknown}; choose from {', '.join(SERVED_MODELS)}")
+        raise ConfigError(f"unknown models {unknown}; choose from {', '.join(MODEL_KINDS)}")
     if version is not None and version < 1:
         raise ConfigError(f"version must be >= 1, got {version}")
-    if ("paragraph" in models or "lines" in models) and "layout" not in models:
-        models.append("layout")
     sources = {"recognizer": recognizer, "paragraph": paragraph, "lines": lines}
     plan = {}
-    for kind in SERVED_MODELS:
+    for kind in MODEL_KINDS:
         if kind not in models:
             continue
         v = version if version is not None else _next_version(out / kind)
@@ -382,19 +325,9 @@ def write_repository(out: str | os.PathLike, version: int | None = None, recogni
         final = out / kind / str(v)
         staging = out / kind / f".{v}.staging-{uuid.uuid4().hex[:8]}"
         try:
-            if kind == "layout":
-                parts = []
-                for part in ("paragraph", "lines"):
-                    have = available_versions(out / part)
-                    if not have:
-                        raise ConfigError(f"{out}: the layout model needs a {part} model in the repository; "
-                                          f"export it too")
-                    parts.append(out / part / str(have[-1]))
-                export_layout(parts[0], parts[1], staging)
-            else:
-                src = sources[kind]
-                model = src if src is not None and not isinstance(src, (str, os.PathLike)) else _load(kind, src)
-                _exporter(kind)(model, staging)
+            src = sources[kind]
+            model = src if src is not None and not isinstance(src, (str, os.PathLike)) else _load(kind, src)
+            _exporter(kind)(model, staging)
             if kind in BATCHED_MODELS:
                 atomic_write_text(staging / BATCHING_PARAMS_FILE, BATCHING_CONFIG_TEXT)
             os.replace(staging, final)
@@ -404,7 +337,7 @@ def write_repository(out: str | os.PathLike, version: int | None = None, recogni
         written[kind] = v
         if log:
             log(f"exported {kind} version {v} -> {final}")
-    present = [k for k in SERVED_MODELS if available_versions(out / k)]
+    present = [k for k in MODEL_KINDS if available_versions(out / k)]
     texts = {"models.config": models_config_text(present), "batching.config": BATCHING_CONFIG_TEXT,
              "monitoring.config": MONITORING_CONFIG_TEXT}
     for name, text in texts.items():

@@ -142,7 +142,7 @@ def check_inputs(servable: Servable, signature: str, request_inputs: Any) -> dic
                          f"input '{key}' of signature '{signature}' must be {dtype_name(info.dtype)}, "
                          f"got {dtype_name(proto.dtype)}")
         try:
-            value = from_tensor_proto(proto, f"input '{key}'", copy=False)   # tf.constant copies
+            value = from_tensor_proto(proto, f"input '{key}'")
         except DataError as e:
             raise _Abort("INVALID_ARGUMENT", str(e)) from None
         if not info.tensor_shape.unknown_rank:
