@@ -89,7 +89,7 @@ def build_pages():
         shape = (200, width)
         detections[shape] = np.array(det, np.float32).reshape(-1, 4)
         img = np.full(shape, 255, np.uint8)
-        for b in gt:
+        for b in list(gt) + det[len(keep):]:          # an extra detection sits on ink too (else it is dropped)
             img[int(b[1]) + 8: int(b[3]) - 8, int(b[0]) + 4: int(b[2]) - 4] = 40
         pages.append(PageSample(f"p{n}", img, [r for r, _ in lines], gt, writer=f"w{n % 2}"))
     return pages, FakeBackend(detections, texts)

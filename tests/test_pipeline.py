@@ -150,8 +150,9 @@ def test_json_and_page_xml_are_made_from_the_same_result():
     assert pg.find("p:ReadingOrder/p:OrderedGroup/p:RegionRefIndexed", ns).get("regionRef") == regions[0].get("id")
     lines = regions[0].findall("p:TextLine", ns)
     assert [ln.find("p:TextEquiv/p:Unicode", ns).text for ln in lines] == ["the", "the Sir"]
-    pts = lines[1].find("p:Coords", ns).get("points").split()
-    assert pts[0] == "60,220" and pts[2] == "700,284"
+    pts = lines[1].find("p:Coords", ns).get("points").split()       # the line's polygon, around its ink
+    assert pts[0] == "{},{}".format(*(int(round(v)) for v in result.lines[1].polygon[0]))
+    assert lines[1].find("p:Baseline", ns) is not None
     conf = float(lines[1].find("p:TextEquiv", ns).get("conf"))
     assert conf == pytest.approx(result.lines[1].confidence, abs=1e-4)
     words = lines[1].findall("p:Word", ns)

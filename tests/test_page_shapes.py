@@ -1,0 +1,69 @@
+"""The page pipeline with line shapes: rule-only detections dropped, polygons and baselines
+on every line, the recogniser reading polygon-masked or box crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_line_shapes import _detected_boxes, _note_page
+
+from htr_tf.line_shapes import line_shapes
+
+
+class _NoteBackend:
+    """A backend whose layout is fixed (the note's detected boxes plus a bare rule) and whose
+    'recogniser' reads every line as 'the'; it records the widths it was given."""
+
+    name = "note"
+
+    def __init__(self, boxes):
+        from htr_tf.charset import DEFAULT_CHARSET
+        from htr_tf.geometry import LineGeometry
+
+        self.charset, self.geometry, self.width_downsample, self.decoding = DEFAULT_CHARSET, LineGeometry(), 8, {}
+        self.boxes = np.asarray(boxes, np.float32)
+        self.widths: list[int] = []
+
+    def find_area(self, page):
+        return np.array([0, 0, page.shape[1], page.shape[0]], np.float32), 0.9
+
+    def find_lines(self, page, region):
+        return self.boxes, np.full(len(self.boxes), 0.8, np.float32)
+
+    def log_probs(self, images, widths):
+        self.widths += [int(w) for w in widths]
+        B, T, C = len(widths), images.shape[2] // 8, self.charset.num_classes
+        lp = np.full((B, T, C), np.log(1e-4), np.float32)
+        lp[:, :, 0] = np.log(0.99)
+        for t, ch in enumerate("the"):
+            lp[:, 2 * t + 1, :] = np.log(1e-4)
+            lp[:, 2 * t + 1, self.charset.chars.index(ch) + 1] = np.log(0.9)
+        return lp, (np.asarray(widths) // 8).astype(np.int32)
+
+
+@pytest.mark.parametrize("crop", ["box", "polygon"])
+def test_pipeline_drops_rule_lines_and_gives_polygons_and_baselines(crop):
+    import xmlschema
+
+    from htr_tf import crop as C
+    from htr_tf.outputs import to_alto
+    from htr_tf.pipeline import Pipeline, PipelineOptions
+
+    page, gt, gt_base = _note_page()
+    det = _detected_boxes(gt)
+    backend = _NoteBackend(np.concatenate([det, [[300, 608, 1300, 658]]]))
+    result = Pipeline(backend, "greedy", PipelineOptions(line_crop=crop)).run(page)
+    lines = result.lines
+    assert len(lines) == 3 and [ln.text for ln in lines] == ["the"] * 3          # the bare rule is gone
+    shapes = line_shapes(page, backend.boxes)[:3]
+    for ln, s, b in zip(lines, shapes, gt_base):
+        assert np.allclose(ln.polygon, s.polygon) and np.allclose(ln.baseline, s.baseline)
+        assert abs(ln.baseline[0][1] - b[0, 1]) < 6
+    if crop == "polygon":                     # the recogniser read the polygon-masked crop
+        _, cut_box = C.cut_polygon(page, shapes[0].polygon)
+        assert lines[0].box == tuple(float(v) for v in cut_box)
+    else:
+        assert lines[0].box == (det[0, 0] - C.LINE_PAD_X, det[0, 1], det[0, 2] + C.LINE_PAD_X, det[0, 3])
+    xsd = __import__("pathlib").Path(__file__).parent / "fixtures" / "xsd"
+    xmlschema.XMLSchema(str(xsd / "alto-4-2.xsd"), locations=[("http://www.w3.org/1999/xlink",
+                                                              str(xsd / "xlink.xsd"))]).validate(to_alto(result))
