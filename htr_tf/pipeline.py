@@ -41,7 +41,7 @@ from htr_tf.results import LineResult, PageResult, RegionResult, line_frame_widt
 if TYPE_CHECKING:
     from htr_tf.decode.ctc import Decoder
 
-__all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "load_pipeline", "make_backend",
+__all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "load_pipeline", "make_backend", "make_regions",
            "available_backends", "register_backend", "isolate_line",
            "MIN_PAGE_SIDE"]
 
@@ -266,8 +266,7 @@ class Pipeline:
         lines = self.recognize_boxes(gray, boxes, timings, shapes=shapes)
         for line, s in zip(lines, scores):
             line.extra["detector_score"] = float(s)
-        result.regions.append(RegionResult(box=tuple(float(v) for v in area), confidence=float(area_score),
-                                           lines=lines, id="r1"))
+        result.regions.extend(make_regions(lines, area, float(area_score)))
         if not lines:
             result.warnings.append("no text lines found")
         return result
@@ -307,6 +306,34 @@ class Pipeline:
                                                polygon=shape.polygon if shape is not None else None,
                                                baseline=shape.baseline if shape is not None else None))
         return out
+
+
+def make_regions(lines: Sequence[LineResult], area: Sequence[float], score: float) -> list[RegionResult]:
+    """Lines (in the detector's order) grouped into handwritten regions in reading order
+    (:func:`htr_tf.regions.group_lines`), lines renamed ``r<i>l<j>``.  A region's polygon is
+    the hull of its lines' polygons; its box is the handwritten ``area`` when the page has one
+    region, else the union of its lines' boxes.  No lines: one empty region over ``area``."""
+    from htr_tf.regions import group_lines, region_outline
+
+    area_box = tuple(float(v) for v in area)
+    if not lines:
+        return [RegionResult(box=area_box, confidence=score, lines=[], id="r1")]
+    boxes = np.array([ln.box for ln in lines], np.float32)
+    groups = group_lines(boxes)
+    out = []
+    for i, group in enumerate(groups):
+        members = [lines[k] for k in group]
+        for j, ln in enumerate(members):
+            ln.id = f"r{i + 1}l{j + 1}"
+        outlines = [np.asarray(ln.polygon if ln.polygon is not None else
+                               [(ln.box[0], ln.box[1]), (ln.box[2], ln.box[1]), (ln.box[2], ln.box[3]),
+                                (ln.box[0], ln.box[3])], np.float32) for ln in members]
+        b = boxes[group]
+        box = area_box if len(groups) == 1 else (float(b[:, 0].min()), float(b[:, 1].min()),
+                                                 float(b[:, 2].max()), float(b[:, 3].max()))
+        out.append(RegionResult(box=box, confidence=score, lines=members, id=f"r{i + 1}",
+                                polygon=region_outline(outlines)))
+    return out
 
 
 def cut_line(gray: np.ndarray, box: Sequence[float], options: PipelineOptions
