@@ -55,6 +55,8 @@ ERRORS_FILE = "errors.jsonl"
 #: Temporary files older than this (seconds) in the output directory are left over from a
 #: killed run and removed at start (a live writer renames its temporary file within moments).
 STALE_TEMP_SECONDS = 3600.0
+#: Without a terminal, a progress line (pages/s, ETA) is printed this often (seconds).
+PROGRESS_LINE_SECONDS = 60.0
 #: Largest image file read: the largest page accepted (``fileio.MAX_IMAGE_PIXELS``) stored
 #: uncompressed as 16-bit RGBA; a larger file is refused before it is read into memory.
 MAX_FILE_BYTES = 8 * MAX_IMAGE_PIXELS
@@ -410,8 +412,13 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 class _Progress:
-    def __init__(self, total: int, show: bool, stream: TextIO) -> None:
-        self.bar = None
+    """A tqdm bar (pages/s, ETA) on a terminal; elsewhere (a log file) one line every
+    ``every`` seconds with the same numbers."""
+
+    def __init__(self, total: int, show: bool, stream: TextIO, every: float = 60.0) -> None:
+        self.bar, self.total, self.stream, self.every = None, total, stream, every
+        self.count, self.t0 = 0, time.perf_counter()
+        self.next_line = self.t0 + every
         if show and total:
             from tqdm import tqdm
 
@@ -419,14 +426,31 @@ class _Progress:
                             dynamic_ncols=True)
 
     def update(self, summary: BatchSummary) -> None:
+        self.count += 1
         if self.bar is not None:
             if summary.failed:
                 self.bar.set_postfix_str(f"failed {summary.failed}", refresh=False)
             self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if now >= self.next_line and self.count < self.total:
+            self.next_line = now + self.every
+            rate = self.count / (now - self.t0)
+            eta = (self.total - self.count) / rate if rate > 0 else float("inf")
+            print(f"htr: {self.count}/{self.total} pages, {rate:.2f} pages/s, {summary.failed} failed, "
+                  f"ETA {_duration(eta)}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "unknown"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _pages_in_pool(todo: Sequence[PageTask], factory: Callable[[], Any], workers: int, threads: int,
@@ -515,7 +539,7 @@ def run_batch(tasks: Sequence[PageTask], pipeline_factory: Callable[[], Any], op
           + (f"; removed {stale} stale temporary file(s)" if stale else ""), file=stream)
     job = {"out_dir": out_dir, "fmt": o.fmt, "overlay_dir": o.overlay_dir, "overwrite": o.overwrite}
     show = o.progress if o.progress is not None else bool(getattr(stream, "isatty", lambda: False)())
-    bar = _Progress(len(todo), show, stream)
+    bar = _Progress(len(todo), show, stream, PROGRESS_LINE_SECONDS)
     t0 = time.perf_counter()
     try:
         if not todo:

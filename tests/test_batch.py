@@ -162,7 +162,7 @@ def test_huge_image_is_refused_without_stopping(tmp_path, monkeypatch):
     assert s.failed == 3 and "MiB a page image may have" in (tmp_path / "out2" / ERRORS_FILE).read_text()
 
 
-def test_progress_bar_and_summary(collection, tmp_path):
+def test_progress_bar_and_summary(collection, tmp_path, monkeypatch):
     import io
 
     tasks, _ = find_pages([str(collection / "a")])
@@ -173,6 +173,13 @@ def test_progress_bar_and_summary(collection, tmp_path):
     assert "2/2" in err and "page/s" in err                            # tqdm: count, rate
     assert s.line().startswith("2 page(s): 2 done, 0 skipped (already written), 0 failed;")
     assert "pages/s" in s.line()
+
+    monkeypatch.setattr("htr_tf.batch.PROGRESS_LINE_SECONDS", 0.0)   # no terminal: progress lines
+    stream = io.StringIO()
+    tasks, _ = find_pages([str(collection)])
+    run_batch(tasks, mean_pipeline, BatchOptions(tmp_path / "o2", progress=False), stream=stream)
+    lines = [x for x in stream.getvalue().splitlines() if "ETA" in x]
+    assert len(lines) == 6 and lines[0].startswith("htr: 1/7 pages, ") and "pages/s, 0 failed, ETA " in lines[0]
 
 
 def test_unwritable_output_dir_fails_at_once(collection, tmp_path):
