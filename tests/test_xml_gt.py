@@ -263,13 +263,19 @@ def test_cli_xml_prepare(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
     _alto(src, "p", ["Été"])
+    att = tmp_path / "att.txt"
+    att.write_text("# comment\nData Y, CC BY 4.0\n\n", encoding="utf-8")
     rc = main(["data", "xml-prepare", "--xml", str(src / "xml"), "--out", str(tmp_path / "r"),
-               "--split-hash", "validation=0,test=0", "--attribution", "Data X, CC BY 4.0", "--quiet"])
+               "--split-hash", "validation=0,test=0", "--attribution", "Data X, CC BY 4.0",
+               "--attribution", f"@{att}", "--quiet"])
     assert rc == 0
     assert "lines  train" in capsys.readouterr().out
     from htr_tf.data.records import RecordSet
 
-    assert RecordSet(tmp_path / "r").manifest["info"]["attribution"] == ["Data X, CC BY 4.0"]
+    assert RecordSet(tmp_path / "r").manifest["info"]["attribution"] == ["Data X, CC BY 4.0", "Data Y, CC BY 4.0"]
+    assert main(["data", "xml-prepare", "--xml", str(src / "xml"), "--out", str(tmp_path / "r2"),
+                 "--attribution", "@/no/such/file"]) != 0
+    assert "--attribution @/no/such/file" in capsys.readouterr().err
 
 
 def test_models_inherit_the_attribution_of_their_data_and_init():

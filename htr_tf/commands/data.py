@@ -33,6 +33,23 @@ def _data_gw_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _attribution_lines(items: list[str]) -> list[str]:
+    """``--attribution`` values: text, or ``@FILE`` for the file's non-empty lines."""
+    from htr_tf.errors import DataError
+
+    out: list[str] = []
+    for item in items:
+        if item.startswith("@"):
+            try:
+                with open(item[1:], encoding="utf-8") as f:
+                    out += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+            except OSError as e:
+                raise DataError(f"--attribution {item}: {e}") from None
+        else:
+            out.append(item)
+    return out
+
+
 def _data_xml_prepare(a: argparse.Namespace) -> int:
     from htr_tf.charset import load_charset
     from htr_tf.data.xml_gt import parse_split_args, prepare_xml
@@ -47,7 +64,7 @@ def _data_xml_prepare(a: argparse.Namespace) -> int:
                            split_files=parse_split_args(a.split_file) if a.split_file else None,
                            split_fractions=fractions, crop=a.crop, writer=a.writer,
                            charset=load_charset(a.charset), per_shard=a.per_shard,
-                           attribution=a.attribution, progress=not a.quiet)
+                           attribution=_attribution_lines(a.attribution), progress=not a.quiet)
     _print_manifest(manifest)
     for note in manifest.get("info", {}).get("scaled_pages", [])[:10]:
         print("note:", note)
@@ -153,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--charset", default="latin", help="iam | latin | FILE (default: latin)")
     q.add_argument("--attribution", action="append", default=[], metavar="TEXT",
                    help="attribution the data's licence asks for (CC BY): stored in the records and "
-                        "carried into every model trained on them (repeatable)")
+                        "carried into every model trained on them (repeatable; @FILE reads one a line)")
     q.add_argument("--per-shard", type=int, default=2000)
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_xml_prepare)
