@@ -2,7 +2,10 @@
 
 Runs :class:`htr_tf.pipeline.Pipeline` on page images (files, or the form records of a
 record set) after one warm-up page, and reports the mean and median seconds per stage and
-per page, lines per page, and the threads TensorFlow used::
+per page, the layout time (area + lines, the lines stage including their polygons and
+baselines, against the target of 0.15 s per IAM-size page), process CPU seconds per page
+(a steadier number than wall time on a shared machine), lines per page, and the threads
+TensorFlow used::
 
     python benchmarks/bench_page.py --records /work/htrdata/synth-rec --split test --pages 20
     python benchmarks/bench_page.py htr_tf/assets/examples/page-1.png --repeat 5 --threads 2
@@ -24,6 +27,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+#: Layout (area + lines with their polygons and baselines) seconds per IAM-size page: the
+#: target of issue 14 on this project's 2-core CPU.
+LAYOUT_TARGET_SECONDS = 0.15
 
 
 def _pages(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
@@ -70,13 +77,16 @@ def main(argv: list[str] | None = None) -> dict:
     pages = _pages(args)
     pipe.run(pages[0][1])                                        # warm-up: traces the graphs
     stages: dict[str, list[float]] = {}
-    totals, n_lines = [], []
+    totals, cpu, layout, n_lines, sizes = [], [], [], [], []
     for _ in range(args.repeat):
         for _, gray in pages:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             r = pipe.run(gray)
             totals.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
             n_lines.append(len(r.lines))
+            sizes.append(gray.shape)
+            layout.append(r.timings.get("area", 0.0) + r.timings.get("lines", 0.0))
             for k, v in r.timings.items():
                 stages.setdefault(k, []).append(v)
     report = {
@@ -87,6 +97,12 @@ def main(argv: list[str] | None = None) -> dict:
                              "median": round(statistics.median(totals), 4),
                              "p90": round(float(np.percentile(totals, 90)), 4)},
         "seconds_per_stage_mean": {k: round(statistics.mean(v), 4) for k, v in stages.items()},
+        "layout_seconds_per_page": {"mean": round(statistics.mean(layout), 4),
+                                    "median": round(statistics.median(layout), 4),
+                                    "target": LAYOUT_TARGET_SECONDS,
+                                    "within_target": statistics.median(layout) <= LAYOUT_TARGET_SECONDS},
+        "cpu_seconds_per_page": round(statistics.mean(cpu), 4),
+        "page_size_median": [int(statistics.median(s[0] for s in sizes)), int(statistics.median(s[1] for s in sizes))],
         "lines_per_page": round(statistics.mean(n_lines), 2),
         "model_load_seconds": round(load_s, 2),
         "threads": args.threads or "tf default",

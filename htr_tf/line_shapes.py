@@ -204,31 +204,32 @@ def _shape_of_line(i: int, box: np.ndarray, line_of: np.ndarray, band: tuple[int
     y1 = int(min(ah, np.ceil(box[3] + r)))
     if x1 <= x0 or y1 <= y0:
         return None
-    ys, xs = np.nonzero(line_of[y0:y1, x0:x1] == i + 1)
-    if len(xs) == 0:
+    mask = line_of[y0:y1, x0:x1] == i + 1
+    inked = mask.any(axis=0)
+    if not inked.any():
         return None
-    xs = xs + x0
-    ys = ys + y0
+    # per column, the top and the bottom of the line's ink (work coordinates)
+    col_top = np.argmax(mask, axis=0) + y0
+    col_bot = (y1 - 1) - np.argmax(mask[::-1], axis=0)
     # writing has strokes a good part of a line high; what is left of a rule is a thin streak
-    col_top = np.full(x1 - x0, np.iinfo(np.int64).max, np.int64)
-    col_bot = np.full(x1 - x0, -1, np.int64)
-    np.minimum.at(col_top, xs - x0, ys)
-    np.maximum.at(col_bot, xs - x0, ys)
-    inked = col_bot >= 0
     if np.percentile(col_bot[inked] - col_top[inked] + 1, 90) < o.min_stroke * lh:
         return None
+    cols = np.nonzero(inked)[0]
     bx0, by0, bx1, by1 = band
-    left = float(xs.min())                             # the ink's extent: a detector box stretched by
-    right = float(xs.max() + 1)                        # a rule or a neighbour does not widen the outline
+    left = float(cols[0] + x0)                         # the ink's extent: a detector box stretched by
+    right = float(cols[-1] + x0 + 1)                   # a rule or a neighbour does not widen the outline
     step = max(2.0, o.bin_width * lh)
     nb = max(1, int(np.ceil((right - left) / step)))
     edges = left + step * np.arange(nb + 1)
     edges[-1] = right
-    k = np.clip(((xs - left) / step).astype(int), 0, nb - 1)
+    k = np.clip(((cols + x0 - left) / step).astype(int), 0, nb - 1)
     top = np.full(nb, np.inf)
     bot = np.full(nb, -np.inf)
-    np.minimum.at(top, k, ys.astype(np.float64))
-    np.maximum.at(bot, k, ys.astype(np.float64) + 1)
+    starts = np.searchsorted(k, np.arange(nb))             # k is sorted: bins are runs of columns
+    has = np.bincount(k, minlength=nb) > 0
+    if has.any():
+        top[has] = np.minimum.reduceat(col_top[cols].astype(np.float64), starts[has])
+        bot[has] = np.maximum.reduceat(col_bot[cols].astype(np.float64) + 1, starts[has])
     # the band covers its own columns: bins without ink there still have the band's height
     bc = (edges[:-1] + edges[1:]) / 2
     in_band = (bc >= bx0) & (bc < bx1)
@@ -246,8 +247,7 @@ def _shape_of_line(i: int, box: np.ndarray, line_of: np.ndarray, band: tuple[int
     poly = _simplify(np.array(upper + lower, np.float32))
     # baseline: per chunk, the median of the columns' lowest ink pixels
     col_bottom = col_bot
-    cols = np.nonzero(inked)[0]
-    ink_left, ink_right = float(cols[0] + x0), float(cols[-1] + x0 + 1)
+    ink_left, ink_right = left, right
     chunk = max(4.0, o.baseline_chunk * lh)
     nchunk = max(1, int(round((ink_right - ink_left) / chunk)))
     cedges = np.linspace(ink_left, ink_right, nchunk + 1)
