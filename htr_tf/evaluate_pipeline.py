@@ -43,7 +43,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -70,7 +70,10 @@ DEFINITIONS = {
     "cer": "character error rate, pooled: total character edits (substitutions + deletions + insertions, "
            "spaces included) / total reference characters",
     "wer": "word error rate, pooled: total word edits / total reference words (words split at whitespace)",
-    "line level": "the recogniser on each ground-truth line box of the page (same crop padding as the pipeline)",
+    "line level": "the recogniser on each ground-truth line of the page: its polygon-masked crop where the "
+                  "ground truth has line polygons (htr_tf.crop.cut_polygon, as xml-prepare cuts training "
+                  "lines), else its box (same crop padding as the pipeline)",
+    "per source": "the same pooled rates over the pages of each source (the records' source field)",
     "page level": "the full pipeline (area, line detection, recognition); page texts are the lines in "
                   "reading order joined by one space, whitespace runs collapsed, so line breaks are not errors",
     "mean page cer": "mean of per-page CERs: shown for contrast only, it over-weighs short pages",
@@ -156,6 +159,9 @@ class PageSample:
     line_boxes: np.ndarray | None = None
     line_ids: list[str] = field(default_factory=list)
     writer: str = ""
+    source: str = ""
+    #: Per line, its ground-truth polygon (``[K, 2]`` page px), when the records have them.
+    line_polygons: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.line_boxes is not None:
@@ -187,9 +193,21 @@ def pages_from_records(records: Any, split: str = "test", limit: int | None = No
             n += 1
             yield PageSample(ex["id"], decode_image(ex["image"], f"{rs.path}:{split}:{ex['id']}"),
                              list(ex["line_texts"]), np.asarray(ex["line_boxes"], np.float32),
-                             list(ex["line_ids"]), ex.get("writer", ""))
+                             list(ex["line_ids"]), ex.get("writer", ""), ex.get("source", ""),
+                             _record_polygons(ex))
 
     return total, gen()
+
+
+def _record_polygons(ex: dict) -> list[np.ndarray] | None:
+    """A form record's line polygons (every line has one), else None."""
+    from htr_tf.data.records import split_points
+
+    lens = np.asarray(ex.get("line_polygon_len", ()), np.int64).reshape(-1)
+    n = len(ex["line_texts"])
+    if n == 0 or len(lens) != n or not (lens >= 3).all():
+        return None
+    return split_points(ex["line_polygon_xy"], lens)
 
 
 def _ground_truth_file(image: Path) -> Path:
@@ -382,7 +400,7 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         for k in ("area", "lines", "recognize", "decode"):
             stage_times[k].append(first.get(k, 0.0))
         stage_times["total"].append(sum(first.get(k, 0.0) for k in ("area", "lines", "recognize", "decode")))
-        row: dict[str, Any] = {"id": page.id, "writer": page.writer, "gt_lines": len(refs),
+        row: dict[str, Any] = {"id": page.id, "writer": page.writer, "source": page.source, "gt_lines": len(refs),
                                "detected_lines": len(results[0].lines), "ref": page_text(refs),
                                "hyp": {n: page_text(hyps[n]) for n in names},
                                "timings": {k: round(v, 4) for k, v in first.items()},
@@ -397,9 +415,20 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
             counts.add(boxes[keep], scores[keep], page.line_boxes)
             row["recall50"], row["precision50"] = one.as_dict()["recall"], one.as_dict()["precision"]
             line_hyps: dict[str, list[Any]] = {}
+            gt_shapes = None
+            if page.line_polygons is not None:          # read as training lines are cut: polygon-masked
+                from htr_tf.line_shapes import LineShape
+
+                gt_shapes = [LineShape(np.asarray(p, np.float32), np.zeros((2, 2), np.float32))
+                             for p in page.line_polygons]
+                row["line_crop"] = "polygon"
             for (name, _), pipe in zip(decs, pipes):
                 t = time.perf_counter()
-                line_hyps[name] = pipe.recognize_boxes(page.image, page.line_boxes)
+                if gt_shapes is not None:
+                    line_hyps[name] = Pipeline(cached, pipe.decoder, replace(pipeline.options, line_crop="polygon")
+                                               ).recognize_boxes(page.image, page.line_boxes, shapes=gt_shapes)
+                else:
+                    line_hyps[name] = pipe.recognize_boxes(page.image, page.line_boxes)
                 if name == names[0]:
                     line_level_seconds += time.perf_counter() - t
             line_level_lines += len(refs)
@@ -449,6 +478,7 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
                 r.setdefault("line_cer", {})[name] = edits[r["id"]] / max(chars[r["id"]], 1)
         else:
             entry["line"] = None
+        entry["per_source"] = _per_source(name, page_rows, line_rows)
         summary.append(entry)
     by_id = {(lr["page"], lr["id"]): lr for lr in line_rows}
     worst_rows = [item for _, item in sorted(heap, key=lambda x: x[0], reverse=True)]
@@ -486,6 +516,25 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         "pages": page_rows,
         "lines": line_rows,
     }
+
+
+def _per_source(name: str, page_rows: list[dict[str, Any]], line_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled page and line CER of decoder ``name`` over the pages of each source."""
+    source_of = {r["id"]: r.get("source") or "unknown" for r in page_rows}
+    out: dict[str, dict[str, Any]] = {}
+    for r in page_rows:
+        d = out.setdefault(source_of[r["id"]], {"pages": 0, "page_edits": 0, "page_chars": 0,
+                                                "line_edits": 0, "line_chars": 0})
+        d["pages"] += 1
+        d["page_edits"] += r["char_edits"][name]
+        d["page_chars"] += len(r["ref"])
+    for lr in line_rows:
+        d = out[source_of[lr["page"]]]
+        d["line_edits"] += lr["char_edits"][name]
+        d["line_chars"] += len(lr["ref"])
+    return {src: {"pages": d["pages"], "page_cer": d["page_edits"] / max(d["page_chars"], 1),
+                  "line_cer": d["line_edits"] / d["line_chars"] if d["line_chars"] else None}
+            for src, d in sorted(out.items())}
 
 
 def _options(decoder: Any) -> dict[str, Any]:
@@ -600,6 +649,11 @@ def format_summary(report: dict[str, Any]) -> str:
         line, page = e.get("line") or {}, e.get("page") or {}
         lines.append(f"{e['decoder']:<18} {pct(line.get('cer')):>8} {pct(line.get('wer')):>8} "
                      f"{pct(page.get('cer')):>8} {pct(page.get('wer')):>8}")
+    first = report["summary"][0] if report["summary"] else {}
+    if len(first.get("per_source") or {}) > 1:
+        for src, d in first["per_source"].items():
+            lines.append(f"  {src:<16} {pct(d['line_cer']):>8} {'':>8} {pct(d['page_cer']):>8}   "
+                         f"({d['pages']} pages, {first['decoder']})")
     det = report.get("detection")
     if det:
         lines.append(f"line detection @ IoU {det['iou']}: recall {det['recall']:.3f}, precision {det['precision']:.3f} "

@@ -67,3 +67,30 @@ def test_pipeline_drops_rule_lines_and_gives_polygons_and_baselines(crop):
     xsd = __import__("pathlib").Path(__file__).parent / "fixtures" / "xsd"
     xmlschema.XMLSchema(str(xsd / "alto-4-2.xsd"), locations=[("http://www.w3.org/1999/xlink",
                                                               str(xsd / "xlink.xsd"))]).validate(to_alto(result))
+
+
+def test_evaluate_pipeline_per_source_and_polygon_masked_line_level(tmp_path):
+    from htr_tf.charset import Charset
+    from htr_tf.data.records import FormExample, RecordSetWriter
+    from htr_tf.evaluate_pipeline import evaluate_pipeline, format_summary
+    from htr_tf.fileio import encode_png
+    from htr_tf.geometry import union_box
+    from htr_tf.pipeline import Pipeline
+    from test_line_shapes import TEXTS
+
+    page, gt, gt_base = _note_page()
+    polys = [np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32) for x0, y0, x1, y1 in gt]
+    with RecordSetWriter(tmp_path / "rec", source="x", charset=Charset()) as w:
+        for k, source in enumerate(("copiste", "gw")):
+            extra = dict(line_polygons=polys, line_baselines=gt_base) if source == "copiste" else {}
+            w.add_form("test", FormExample(
+                id=f"p{k}", image_png=encode_png(page), height=page.shape[0], width=page.shape[1],
+                paragraph_box=union_box(gt), line_boxes=gt, line_ids=["a", "b", "c"],
+                line_texts=["the", "the", "the x"], source=source, **extra))
+    r = evaluate_pipeline(Pipeline(_NoteBackend(_detected_boxes(gt))), tmp_path / "rec", split="test",
+                          decoders=["greedy"], worst=0)
+    per = r["summary"][0]["per_source"]
+    assert set(per) == {"copiste", "gw"} and per["copiste"]["pages"] == 1
+    assert per["copiste"]["page_cer"] == pytest.approx(2 / 13) and per["gw"]["line_cer"] == pytest.approx(2 / 11)
+    assert [p.get("line_crop") for p in r["pages"]] == ["polygon", None]
+    assert "copiste" in format_summary(r)
