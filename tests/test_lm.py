@@ -163,30 +163,46 @@ def test_lexicon_and_meta_sidecars(tmp_path):
     assert read_lexicon(plain) == {"a": 3, "b": 1}
 
 
-@pytest.mark.skipif(shutil.which("lmplz") is None, reason="lmplz is not on PATH (see training/lm.md)")
+LMPLZ = Path(__file__).resolve().parent / "fixtures" / "lmplz"
+
+
+def read_arpa(path: Path) -> dict[str, tuple[float, float]]:
+    """``{n-gram: (log10 p, log10 backoff)}`` of an ARPA file (gzip'd or not)."""
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    d, sec = {}, None
+    for line in text.splitlines():
+        if line.startswith("\\") and line.endswith("-grams:"):
+            sec = int(line[1])
+        elif sec and line and not line.startswith("\\"):
+            parts = line.split("\t")
+            d[parts[1]] = (float(parts[0]), float(parts[2]) if len(parts) > 2 else 0.0)
+    return d
+
+
+@pytest.mark.parametrize("name, order, prune", [("word3", 3, (0,)), ("word4-prune0011", 4, (0, 0, 1, 1))])
 @pytest.mark.filterwarnings("ignore:.*fallback")
-def test_agrees_with_lmplz(tmp_path):
+def test_kneser_ney_agrees_with_lmplz(tmp_path, name, order, prune):
+    """The same n-grams, probabilities and backoffs as KenLM's lmplz on the same text (the
+    committed references in tests/fixtures/lmplz, README there)."""
     from htr_tf.data.text import load_sentences
 
-    lines = load_sentences()[:3000]
-    ours, theirs = tmp_path / "ours.arpa", tmp_path / "lmplz.arpa"
-    build_lm(ours, 4, lines=lines, prune=(0, 0, 1, 1), estimator="python")
-    build_lm(theirs, 4, lines=lines, prune=(0, 0, 1, 1), estimator="lmplz")
-
-    def read(p):
-        d, sec = {}, None
-        for line in p.read_text().splitlines():
-            if line.startswith("\\") and line.endswith("-grams:"):
-                sec = int(line[1])
-            elif sec and line and not line.startswith("\\"):
-                parts = line.split("\t")
-                d[parts[1]] = (float(parts[0]), float(parts[2]) if len(parts) > 2 else 0.0)
-        return d
-
-    a, b = read(ours), read(theirs)
+    ours = tmp_path / "ours.arpa"
+    build_lm(ours, order, lines=load_sentences()[:1000], prune=prune, estimator="python", heldout_every=0,
+             lexicon=False)
+    a, b = read_arpa(ours), read_arpa(LMPLZ / f"brown1000-{name}.arpa.gz")
     assert set(a) == set(b)
     assert max(abs(a[k][0] - b[k][0]) for k in a if k != BOS) < 1e-5
     assert max(abs(a[k][1] - b[k][1]) for k in a) < 1e-5
+
+
+@pytest.mark.skipif(shutil.which("lmplz") is None, reason="lmplz is not on PATH (see training/lm.md)")
+def test_the_lmplz_references_are_what_lmplz_writes(tmp_path):
+    from htr_tf.data.text import load_sentences
+
+    out = tmp_path / "lmplz.arpa"
+    build_lm(out, 4, lines=load_sentences()[:1000], prune=(0, 0, 1, 1), estimator="lmplz", heldout_every=0,
+             lexicon=False)
+    assert read_arpa(out) == read_arpa(LMPLZ / "brown1000-word4-prune0011.arpa.gz")
 
 
 # -- bad input ---------------------------------------------------------------------------------------

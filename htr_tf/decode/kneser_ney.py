@@ -82,7 +82,9 @@ def _discounts(adjusted: np.ndarray, n: int, notes: list[str]) -> tuple[float, f
         d = tuple(k - (k + 1) * y * t[k] / t[k - 1] for k in (1, 2, 3))
     except ZeroDivisionError:
         d = (-1.0, -1.0, -1.0)
-    if not all(0.0 < x < k for k, x in zip((1, 2, 3), d)) or not all(math.isfinite(x) for x in d):
+    # lmplz's test (adjust_counts.cc): a discount is bad below 0 or above its count; D3+ = 3
+    # exactly (no 4-grams seen with count 4) is kept, not replaced by the fallback
+    if not all(0.0 <= x <= k for k, x in zip((1, 2, 3), d)) or not all(math.isfinite(x) for x in d):
         notes.append(f"order {n}: count-of-counts {t} give no valid discounts; "
                      f"using the fallback {_FALLBACK_DISCOUNTS}")
         return _FALLBACK_DISCOUNTS
