@@ -1,8 +1,7 @@
 """The ``htr`` command line.
 
 Heavy imports (TensorFlow above all) happen inside the command that needs them, so
-``htr --help`` is instant.  Errors caused by input are printed as one line and exit 1;
-a subcommand that is not built yet says so and exits 2.
+``htr --help`` is instant.  Errors caused by input are printed as one line and exit 1.
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 EXIT_ERROR = 1
-EXIT_NOT_BUILT = 2
 
 #: Subcommands in the order ``htr --help`` lists them.  Each is the module
 #: ``htr_tf.commands.NAME`` with a ``register(subparsers)`` function; its top level imports
@@ -32,14 +30,6 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"htr {name}: not built yet in this version of htr-tf", file=sys.stderr)
-        return EXIT_NOT_BUILT
-
-    return run
-
-
 # -- the parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from htr_tf import __version__
@@ -48,17 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="htr", description="Handwritten text recognition for full pages (TensorFlow/Keras).")
     parser.add_argument("--version", action="version", version=f"htr-tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, help_ in COMMANDS:
-        try:
-            module = importlib.import_module(f"htr_tf.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"htr_tf.commands.{name}":
-                raise
-            q = sub.add_parser(name, help=help_ + " (not built yet)")
-            q.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-            q.set_defaults(func=_not_built(name))
-            continue
-        module.register(sub)
+    for name, _ in COMMANDS:
+        importlib.import_module(f"htr_tf.commands.{name}").register(sub)
     return parser
 
 

@@ -109,13 +109,6 @@ def clip_boxes(b: np.ndarray, width: int, height: int) -> np.ndarray:
     return b
 
 
-def scale_boxes(b: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    b = np.asarray(b, np.float32).copy()
-    b[..., 0::2] *= sx
-    b[..., 1::2] *= sy
-    return b
-
-
 def union_box(boxes: np.ndarray) -> np.ndarray:
     """Smallest xyxy box holding all ``boxes`` (``[N, 4]``)."""
     b = np.asarray(boxes, np.float32).reshape(-1, 4)

@@ -28,7 +28,7 @@ import importlib
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -228,11 +228,6 @@ class Pipeline:
         return self._run_gray(gray, id if id is not None else name)
 
     __call__ = run
-
-    def run_many(self, pages: Iterable["np.ndarray | str | os.PathLike | bytes"]) -> Iterator[PageResult]:
-        """:meth:`run` over several pages, lazily."""
-        for p in pages:
-            yield self.run(p)
 
     def _run_gray(self, gray: np.ndarray, id: str | None) -> PageResult:
         h, w = gray.shape

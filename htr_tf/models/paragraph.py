@@ -88,11 +88,6 @@ class ParagraphConfig(Config):
         return cls(input_height=64, input_width=48,
                    fcn=FCNConfig(filters=(4, 8), context_dilations=(2,), out_stride=2))
 
-    @property
-    def map_size(self) -> tuple[int, int]:
-        s = self.fcn.out_stride
-        return self.input_height // s, self.input_width // s
-
 
 def build_paragraph_model(config: ParagraphConfig):
     """The Keras model: ``image`` ``[B, input_height, input_width, 1]`` -> ``mask`` probabilities."""
@@ -283,15 +278,6 @@ class ParagraphModel:
         A page where nothing is found gives the whole page (so line detection still runs).
         """
         return self.detect(page)[0]
-
-    def predict_batch(self, pages: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
-        """:meth:`detect` for several pages in one model call."""
-        pages = [check_page(p, f"page {i}") for i, p in enumerate(pages)]
-        if not pages:
-            return []
-        prep = [self.preprocess(p) for p in pages]
-        probs = self.masks(np.stack([x for x, _ in prep]))
-        return [self.postprocess(pr, s, p.shape[:2]) for pr, (_, s), p in zip(probs, prep, pages)]
 
     def count_params(self) -> int:
         return int(self.model.count_params())
