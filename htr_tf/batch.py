@@ -467,6 +467,7 @@ def _pages_in_pool(todo: Sequence[PageTask], factory: Callable[[], Any], workers
     from htr_tf.outputs import SUFFIXES
 
     queue, suspects = deque(todo), deque()
+    retried: set[PageTask] = set()
     ctx = mp.get_context("spawn")  # not fork: TensorFlow's threads do not survive a fork
     while queue or suspects:
         ready = ctx.Value("i", 0)
@@ -486,9 +487,11 @@ def _pages_in_pool(todo: Sequence[PageTask], factory: Callable[[], Any], workers
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
                     rec = fut.result()           # BrokenProcessPool when a worker died
-                    del running[fut]
+                    task = running.pop(fut)
                     if rec.get("status") == "fatal":
                         raise rec["error"]
+                    if rec["status"] == "skipped" and task in retried:
+                        rec["status"] = "done"   # written by this run before the pool broke
                     yield rec
         except cf.process.BrokenProcessPool:
             if ready.value == 0:
@@ -506,6 +509,7 @@ def _pages_in_pool(todo: Sequence[PageTask], factory: Callable[[], Any], workers
                                   "or a crash in native code)")
             else:
                 suspects.extend(lost)
+                retried.update(lost)
         finally:
             ex.shutdown(wait=True, cancel_futures=True)
 

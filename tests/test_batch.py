@@ -330,7 +330,7 @@ def test_ocr_cli_batch(note_collection, tmp_path, capsys):
     assert rc == 1 and cap.out == ""                                    # two pages failed, the rest written
     assert "5 page(s): 3 done (1 without text), 0 skipped (already written), 2 failed" in cap.err
     assert _outputs(out) == ["blank.json", "box1/note0.json", "box2/note1.json", ERRORS_FILE]
-    assert [len(json.loads((out / f"box{i + 1}" / f"note{i}.json").read_text())["regions"][0]["lines"])
+    assert [sum(len(r["lines"]) for r in json.loads((out / f"box{i + 1}" / f"note{i}.json").read_text())["regions"])
             for i in range(2)] == [2, 1]
     records = {Path(r["image"]).name: r for r in map(json.loads, (out / ERRORS_FILE).read_text().splitlines())}
     assert records["corrupt.png"]["status"] == "failed" and "not a readable image" in records["corrupt.png"]["reason"]
@@ -342,7 +342,7 @@ def test_ocr_cli_batch(note_collection, tmp_path, capsys):
 
     assert main(["ocr", str(note_collection / "box1"), str(note_collection / "box2" / "note1.png")]) == 0
     text = capsys.readouterr().out                                     # directories work without --out too
-    assert text.count("<==") == 2 and len(text.strip().split("\n")) == 2 + 2 + 1 + 1
+    assert text.count("<==") == 2 and len([x for x in text.split("\n") if x.strip()]) == 2 + 2 + 1
 
     blocker = tmp_path / "file"
     blocker.write_text("")
