@@ -8,7 +8,9 @@ reads one block after the other:
 
 * two lines belong to one region when they overlap horizontally by at least
   ``min_overlap`` of the narrower one and the vertical gap between them is at most
-  ``max_gap`` median line heights (transitively: a paragraph is a chain of such lines);
+  ``max_gap`` median line heights or ``pitch_gap`` times the page's usual gap between
+  successive lines, whichever is larger (so evenly spaced lines stay together however wide
+  the spacing; transitively: a paragraph is a chain of such lines);
 * a region comes before another that lies beside it (they overlap vertically) when it is
   to its left (columns and marginalia read left to right), else when its top is higher;
 * within a region lines stay in the detector's order (top to bottom);
@@ -38,6 +40,8 @@ class RegionOptions:
     max_gap: float = 1.2
     #: Lines must overlap horizontally by this fraction of the narrower one to share a region.
     min_overlap: float = 0.25
+    #: ... or further apart than this many times the median gap between successive lines.
+    pitch_gap: float = 1.8
 
 
 def group_lines(boxes: np.ndarray, options: RegionOptions | None = None) -> list[list[int]]:
@@ -53,7 +57,12 @@ def group_lines(boxes: np.ndarray, options: RegionOptions | None = None) -> list
     w = np.maximum(b[:, 2] - b[:, 0], 1.0)
     xo = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
     gap = np.maximum(b[:, None, 1], b[None, :, 1]) - np.minimum(b[:, None, 3], b[None, :, 3])
-    link = (xo >= o.min_overlap * np.minimum(w[:, None], w[None, :])) & (gap <= o.max_gap * lh)
+    beside = xo >= o.min_overlap * np.minimum(w[:, None], w[None, :])
+    # the usual gap: from each line to the nearest line below it that it overlaps
+    below = np.where(beside & (b[None, :, 1] > b[:, None, 1]), gap, np.inf)
+    nearest = below.min(axis=1)
+    usual = float(np.median(nearest[np.isfinite(nearest)])) if np.isfinite(nearest).any() else 0.0
+    link = beside & (gap <= max(o.max_gap * lh, o.pitch_gap * usual))
     parent = list(range(n))
 
     def find(i: int) -> int:

@@ -94,3 +94,18 @@ def test_evaluate_pipeline_per_source_and_polygon_masked_line_level(tmp_path):
     assert per["copiste"]["page_cer"] == pytest.approx(2 / 13) and per["gw"]["line_cer"] == pytest.approx(2 / 11)
     assert [p.get("line_crop") for p in r["pages"]] == ["polygon", None]
     assert "copiste" in format_summary(r)
+
+
+def test_line_crop_option_on_the_command_line():
+    import argparse
+
+    from htr_tf.commands import evaluate, ocr
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    ocr.register(sub)
+    a = parser.parse_args(["ocr", "--line-crop", "polygon", "x.png"])
+    assert a.line_crop == "polygon"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ocr", "--line-crop", "hull", "x.png"])
+    assert hasattr(evaluate, "add_line_crop_argument")

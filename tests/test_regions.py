@@ -66,3 +66,10 @@ def test_pipeline_gives_a_region_per_column_in_reading_order():
     refs = root.findall(f"{{{PAGE_NS}}}Page/{{{PAGE_NS}}}ReadingOrder/{{{PAGE_NS}}}OrderedGroup/"
                         f"{{{PAGE_NS}}}RegionRefIndexed")
     assert [r.get("regionRef") for r in refs] == ["r1", "r2"]
+
+
+def test_evenly_wide_spacing_stays_one_region():
+    boxes = np.array(_lines(100, 900, 100, 5, step=130, h=50), np.float32)      # gaps of 80 > 1.2 x 50
+    assert group_lines(boxes) == [[0, 1, 2, 3, 4]]
+    boxes[3:, [1, 3]] += 300                                                     # a blank line's gap
+    assert group_lines(boxes) == [[0, 1, 2], [3, 4]]

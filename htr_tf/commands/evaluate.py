@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from htr_tf.commands.ocr import DECODER_OPTION_HELP, add_decoder_arguments, decoder_from_args, load_recognizer
+from htr_tf.commands.ocr import (DECODER_OPTION_HELP, add_decoder_arguments, add_line_crop_argument,
+                                 decoder_from_args, load_recognizer)
 
 
 def _evaluate_recognizer(a: argparse.Namespace) -> int:
@@ -77,7 +78,7 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
     if a.backend == "local":
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})
-    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area)
+    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area, line_crop=a.line_crop)
     pipeline = load_pipeline(a.backend, names[0], options, per_decoder[0], **backend_options)
     decoders = [pipeline.decoder]
     tuned = getattr(pipeline.backend, "decoding", None)   # the recogniser's, as the pipeline's own decoder
@@ -166,6 +167,7 @@ def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
     q.add_argument("--paragraph", default=None, help="local backend: paragraph bundle (default: bundled)")
     q.add_argument("--lines", default=None, help="local backend: line detector bundle (default: bundled)")
     q.add_argument("--no-area", action="store_true", help="skip the handwritten-area model (whole page)")
+    add_line_crop_argument(q)
     q.add_argument("--report", default=None, metavar="OUT.html",
                    help="write the HTML report (and OUT.cer.png, the CER chart, beside it)")
     q.add_argument("--json", default=None, metavar="OUT.json", help="write the full report as JSON")

@@ -83,6 +83,14 @@ def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = N
     return build_decoder(resolve_decoder(a), decoding, decoder_options_from_args(a))
 
 
+def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
+    """``--line-crop``: how the page pipeline cuts detected lines (:attr:`PipelineOptions.line_crop`)."""
+    q.add_argument("--line-crop", choices=["box", "polygon"], default="box",
+                   help="how detected lines are cut for the recogniser: box (default; padded box, "
+                        "neighbours' ink painted out) or polygon (the line's outline, ink outside it "
+                        "painted out, as `htr data xml-prepare` cuts training lines)")
+
+
 def load_recognizer(model: str | None) -> Any:
     """The Keras recogniser bundle at ``model``, or the bundled one; ModelError saying what to do."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -126,7 +134,8 @@ def pipeline_from_args(a: argparse.Namespace) -> Any:
     """The page :class:`~htr_tf.pipeline.Pipeline` the options name (backend, models, decoder)."""
     from htr_tf.pipeline import Pipeline, PipelineOptions
 
-    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area)
+    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area,
+                              line_crop=getattr(a, "line_crop", "box"))
     return Pipeline(backend_from_args(a), resolve_decoder(a), options, decoder_options_from_args(a))
 
 
@@ -272,6 +281,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lines-model", default=None, help="line detector model (default: bundled)")
     p.add_argument("--no-area", action="store_true",
                    help="skip the handwritten-area model: the whole page is searched for lines")
+    add_line_crop_argument(p)
     p.add_argument("--backend", default=None, metavar="NAME",
                    help="where the networks run, at page and line level: local (default, Keras in this "
                         "process) or tflite (LiteRT)")
