@@ -195,8 +195,14 @@ def test_charset_mismatch(tmp_path, char_lm, word_lm):
     lp, ln = posteriors(["the dog"])
     other = Charset(CS.chars + "\u00e9")                        # one more character than the LM's
     lp2 = np.concatenate([lp, np.full(lp.shape[:2] + (1,), -20.0, np.float32)], -1)
-    with pytest.raises(ModelError, match=r"toy-char5\.arpa: charset mismatch between LM and model"):
-        CharLMDecoder(char_lm).decode(lp2, ln, other)
+    # a model that knows more characters than the LM decodes (they are <unk> to the LM) ...
+    assert CharLMDecoder(char_lm).decode(lp2, ln, other)[0].text == "the dog"
+    assert WordLMDecoder(word_lm).decode(lp2, ln, other)[0].text == "the dog"
+    # ... one that cannot emit a character of the LM does not
+    fewer = Charset(CS.chars.replace("z", ""))
+    lp3 = np.delete(lp, CS.chars.index("z") + 1, axis=-1)
+    with pytest.raises(ModelError, match=r"toy-char5\.arpa: charset mismatch between LM and model.*'z'"):
+        CharLMDecoder(char_lm).decode(lp3, ln, fewer)
     with pytest.raises(ModelError, match="is a char LM, not a word LM"):
         WordLMDecoder(char_lm, lexicon=lm_sidecars(word_lm)["lexicon"]).decode(lp, ln, CS)
     with pytest.raises(ModelError, match="output classes"):
