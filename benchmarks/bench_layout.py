@@ -5,7 +5,7 @@ paragraph pre-processing (area resize + pad), model, post-processing (mask -> bo
 pre-processing (crop, resize, pad), model, post-processing (components -> boxes).
 
     python benchmarks/bench_layout.py                                  # bundled models, synthetic pages
-    python benchmarks/bench_layout.py --records /tmp/layout/synth-rec --split test --pages 30
+    python benchmarks/bench_layout.py --records RECORDS --split test --pages 30  # form records (htr data ...)
     python benchmarks/bench_layout.py --threads 1                      # one CPU core
 
 Without ``--records`` the pages are rendered in memory by :func:`htr_tf.data.synth.render_form`

@@ -7,7 +7,7 @@ baselines, against the target of 0.15 s per IAM-size page), process CPU seconds 
 (a steadier number than wall time on a shared machine), lines per page, and the threads
 TensorFlow used::
 
-    python benchmarks/bench_page.py --records /work/htrdata/synth-rec --split test --pages 20
+    python benchmarks/bench_page.py --records RECORDS --split test --pages 20   # form records (htr data ...)
     python benchmarks/bench_page.py htr_tf/assets/examples/page-1.png --repeat 5 --threads 2
     python benchmarks/bench_page.py --records ... --backend tflite       # LiteRT models
 

@@ -5,20 +5,19 @@ starts ``htr serve`` in a subprocess on a free loopback port, and runs
 ``Pipeline(backend, decoder).run(page)`` from 1, 4 and 16 concurrent client threads over
 a few form pages, for three backends:
 
-* ``in_process``: ``LocalBackend`` (the Keras bundles in this process), the reference;
-* ``savedmodel_in_process``: the repository's SavedModels called in this process through
-  the same signatures the server runs (separates the cost of the exported graphs from the
-  cost of gRPC);
-* ``grpc``: ``GrpcBackend`` against the server (one connection per client thread), area
-  and lines in one call to the ``layout`` model;
-* ``grpc_separate``: the same with separate ``paragraph`` and ``lines`` calls (the page
-  crosses the wire twice), to show what ``layout`` saves.
+* ``in_process``: ``LocalBackend`` (the Keras bundles in this process);
+* ``savedmodel_in_process``: ``GrpcBackend``'s own code with the repository's SavedModels
+  called in this process instead of over gRPC (:class:`InProcessClient`: the same
+  signatures the server runs, the same client-side pre- and post-processing);
+* ``grpc``: ``GrpcBackend`` against the server (one connection per client thread).
 
-At each level the backends run one after the other.  Each level runs until ``--pages-per-level`` pages (at least one per client) or
-``--seconds`` have passed, after one warm-up page.  ``grpc_overhead`` is
-``1 - grpc pages/s / in_process pages/s`` per level (likewise for ``grpc_separate`` and
-against ``savedmodel_in_process``).  The page texts of the gRPC and
-in-process runs are compared.  At the end the server gets SIGTERM and must exit 0::
+So ``grpc`` and ``savedmodel_in_process`` differ only by gRPC itself (serialising, the
+loopback, the server's threads): ``grpc_overhead`` is ``1 - grpc pages/s /
+savedmodel_in_process pages/s`` per level (``grpc_overhead_vs_keras`` against
+``in_process``).  At each level the backends run one after the other; each runs until
+``--pages-per-level`` pages (at least one per client) or ``--seconds`` have passed, after one
+warm-up page.  The page texts of every backend are compared with ``in_process``.  At the end
+the server gets SIGTERM and must exit 0::
 
     python benchmarks/bench_serving.py [--pages DIR] [--n-pages 4] [--clients 1,4,16]
 
@@ -44,20 +43,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-SYNTH_FORMS = Path("/work/htrdata/synth/forms")
-
-
 def load_pages(src: str | None, n: int, seed: int) -> tuple[list[np.ndarray], str]:
-    """``n`` gray pages from a directory of images, or rendered synthetic IAM forms."""
+    """``n`` gray pages from a directory of images, or synthetic IAM forms rendered in memory."""
     from htr_tf.fileio import read_image
 
-    d = Path(src) if src else SYNTH_FORMS
-    if d.is_dir():
-        files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
-        if files:
-            return [read_image(p) for p in files[:n]], str(d)
     if src:
-        raise SystemExit(f"{src}: no images")
+        d = Path(src)
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")) \
+            if d.is_dir() else []
+        if not files:
+            raise SystemExit(f"{src}: no images")
+        return [read_image(p) for p in files[:n]], "page images given with --pages"
     from htr_tf.data.synth import PageTask, load_fonts, render_form
     from htr_tf.data.text import load_sentences
 
@@ -70,44 +66,40 @@ def load_pages(src: str | None, n: int, seed: int) -> tuple[list[np.ndarray], st
     return pages, "rendered synthetic forms (htr_tf.data.synth.render_form)"
 
 
-class SavedModelBackend:
-    """The repository's SavedModels in this process, called like the server calls them."""
-
-    name = "savedmodel"
+class InProcessClient:
+    """``htr_tf.serving.Client.predict`` answered by the repository's SavedModels in this process
+    (the latest version of each), for ``GrpcBackend`` without gRPC."""
 
     def __init__(self, repo: Path) -> None:
         import tensorflow as tf
 
-        from htr_tf.charset import Charset
-        from htr_tf.geometry import LineGeometry
-        from htr_tf.models.recognizer import RecognizerConfig
+        from htr_tf.serving.client import Prediction
         from htr_tf.serving.repository import available_versions
 
-        def latest(name: str):
-            return tf.saved_model.load(str(repo / name / str(available_versions(repo / name)[-1]))).signatures
+        self.address, self._prediction = "in-process", Prediction
+        self.models = {}
+        for name in ("recognizer", "paragraph", "lines"):
+            version = available_versions(repo / name)[-1]
+            self.models[name] = (version, tf.saved_model.load(str(repo / name / str(version))).signatures)
 
-        self.rec, self.par, self.lin = latest("recognizer"), latest("paragraph"), latest("lines")
-        meta = json.loads(self.rec["metadata"]()["json"].numpy())
-        self.charset, self.geometry = Charset.from_dict(meta["charset"]), LineGeometry.from_dict(meta["geometry"])
-        self.width_downsample = RecognizerConfig.from_dict(meta["config"]).width_downsample()
-
-    def find_area(self, page):
+    def predict(self, model, inputs, signature="serving_default", version=None, version_label=None,
+                output_filter=None, timeout=None):
         import tensorflow as tf
 
-        out = self.par["detect"](image=tf.constant(page))
-        return out["box"].numpy(), float(out["score"]) if bool(out["found"]) else 0.0
+        v, signatures = self.models[model]
+        if signature not in signatures:                # what the server answers, so the backend falls back
+            from htr_tf.errors import ModelError
 
-    def find_lines(self, page, region):
-        import tensorflow as tf
+            err = ModelError(f"{model} has no signature {signature!r}")
+            err.grpc_code = "FAILED_PRECONDITION"  # type: ignore[attr-defined]
+            raise err
+        out = signatures[signature](**{k: tf.constant(x) for k, x in inputs.items()})
+        result = self._prediction({k: t.numpy() for k, t in out.items() if not output_filter or k in output_filter})
+        result.model, result.version, result.signature = model, v, signature
+        return result
 
-        out = self.lin["detect"](image=tf.constant(page), region=tf.constant(np.asarray(region, np.float32)))
-        return out["boxes"].numpy(), out["scores"].numpy()
-
-    def log_probs(self, images, widths):
-        import tensorflow as tf
-
-        out = self.rec["recognize"](images=tf.constant(images), widths=tf.constant(np.asarray(widths, np.int32)))
-        return out["log_probs"].numpy(), out["lengths"].numpy()
+    def close(self) -> None:
+        pass
 
 
 def free_port() -> int:
@@ -174,7 +166,8 @@ def run_level(make_pipeline, pages: list[np.ndarray], clients: int, max_pages: i
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pages", help=f"directory of page images (default {SYNTH_FORMS}, else rendered forms)")
+    ap.add_argument("--pages", help="directory of page images (default: synthetic IAM-format forms rendered "
+                                    "in memory by htr_tf.data.synth.render_form)")
     ap.add_argument("--n-pages", type=int, default=4)
     ap.add_argument("--repository", help="an exported model repository (default: export the bundled models)")
     ap.add_argument("--clients", default="1,4,16")
@@ -182,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=120.0, help="at most this long per level")
     ap.add_argument("--decoder", default="greedy")
     ap.add_argument("--max-concurrent", type=int, default=4, help="the server's --max-concurrent")
-    ap.add_argument("--backends", default="in_process,savedmodel_in_process,grpc,grpc_separate")
+    ap.add_argument("--backends", default="in_process,savedmodel_in_process,grpc")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
 
@@ -213,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     address = f"127.0.0.1:{port}"
     try:
         with Client(address, retries=50, backoff=0.2, max_backoff=1.0) as c:
-            c.wait_until_available(["recognizer", "paragraph", "lines", "layout"], timeout=300)
+            c.wait_until_available(["recognizer", "paragraph", "lines"], timeout=300)
         result["server_start_seconds"] = round(time.perf_counter() - t, 1)
         result["server"] = {"address": address, "max_concurrent": a.max_concurrent, "max_queue": 32}
 
@@ -221,10 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         factories = {
             "in_process": lambda: Pipeline(local, a.decoder),
             "grpc": lambda: Pipeline(GrpcBackend.connect(address), a.decoder),
-            "grpc_separate": lambda: Pipeline(GrpcBackend.connect(address, layout=None), a.decoder),
         }
         if "savedmodel_in_process" in backends:
-            sm = SavedModelBackend(repo)
+            sm = GrpcBackend(InProcessClient(repo))
             factories["savedmodel_in_process"] = lambda: Pipeline(sm, a.decoder)
         runs: dict[str, list[dict]] = {name: [] for name in backends}
         texts: dict[str, dict[int, str]] = {name: {} for name in backends}
@@ -240,14 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             return {str(g["clients"]): round(1 - g["pages_per_s"] / r["pages_per_s"], 3)
                     for g, r in zip(runs[name], runs[ref]) if g["pages_per_s"] and r["pages_per_s"]}
 
-        for name in ("grpc", "grpc_separate"):
-            if name in runs and "in_process" in runs:
-                result[f"{name}_overhead"] = overhead(name, "in_process")
+        if "grpc" in runs and "savedmodel_in_process" in runs:
+            result["grpc_overhead"] = overhead("grpc", "savedmodel_in_process")
+        if "grpc" in runs and "in_process" in runs:
+            result["grpc_overhead_vs_keras"] = overhead("grpc", "in_process")
+        for name in runs:
+            if name != "in_process" and "in_process" in runs:
                 same = [texts[name].get(i) == texts["in_process"].get(i)
                         for i in range(len(pages)) if i in texts[name] and i in texts["in_process"]]
                 result[f"{name}_same_text_as_in_process"] = f"{sum(same)}/{len(same)} pages"
-            if name in runs and "savedmodel_in_process" in runs:
-                result[f"{name}_overhead_vs_savedmodel_in_process"] = overhead(name, "savedmodel_in_process")
         result["lines_per_page"] = [len([ln for r in local_r.regions for ln in r.lines])
                                     for local_r in (Pipeline(local, a.decoder).run(p) for p in pages[:2])]
     finally:

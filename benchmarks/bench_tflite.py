@@ -13,6 +13,8 @@ a SavedModel; then every variant recognises the same lines one at a time on ONE 
   CPU does not inflate (the fairer comparison on a shared machine);
 * ``cer``: greedy CER (%) on ``--synth`` split ``--synth-split`` (``--limit`` lines) and on
   ``--gw`` split ``--gw-split`` (GW pages 278-279), and the change against Keras in points.
+  Without ``--synth`` / ``--gw`` the records are made once into a cache folder
+  (``benchmarks/bench_data.py``: synthetic forms; GW only where ``../shared/data/gw`` exists).
 
 ``--layout`` adds the paragraph and line models: size, ms and CPU ms per page (model call
 only, ``--repeats`` passes, variants taking turns) and how far their boxes move against Keras
@@ -58,10 +60,10 @@ def load_lines(records: str, split: str, limit: int | None) -> tuple[list[np.nda
 
 
 def cer_of(outputs, texts, charset) -> float:
-    from htr_tf.evaluate import score_lines
-    from htr_tf.models.recognizer import greedy_decode
+    from htr_tf.decode import GreedyDecoder
+    from htr_tf.metrics import score_lines
 
-    hyps = [greedy_decode(np.asarray(lp), np.asarray(n), charset)[0] for lp, n in outputs]
+    hyps = [GreedyDecoder().decode(np.asarray(lp), np.asarray(n), charset)[0].text for lp, n in outputs]
     return 100.0 * float(score_lines(texts, hyps)["cer"])
 
 
@@ -70,17 +72,19 @@ def bench_recognizer(a: argparse.Namespace, work: Path) -> dict:
 
     from htr_tf import tflite
     from htr_tf.export import export_recognizer, load_exported
-    from htr_tf.pipeline import line_batch, paper_padded_to_input
+    from htr_tf.bundle import bundled_model_path
+    from htr_tf.recognize import KerasLineModel, line_batch
 
     rec = tflite.load_keras_bundle("recognizer", a.model)
-    sets = {"synth": load_lines(a.synth, a.synth_split, a.limit), "gw": load_lines(a.gw, a.gw_split, None)}
+    sets = {"synth": load_lines(a.synth, a.synth_split, a.limit)}
+    if a.gw:
+        sets["gw"] = load_lines(a.gw, a.gw_split, None)
     batches = {k: [line_batch([c], rec.geometry) for c in crops] for k, (crops, _) in sets.items()}
     result: dict = {"lines": {k: len(v[0]) for k, v in sets.items()}, "variants": {}}
     variants: dict = {}   # name -> (fn(images uint8 [1, H, W], widths [1]) -> (log_probs, lengths), info)
 
-    keras_dir = Path(a.model) if a.model else Path(tflite.__file__).parent / "assets" / "models" / "recognizer"
-    variants["keras"] = (lambda im, w: rec.log_probs(paper_padded_to_input(im, w), w),
-                         {"size_bytes": (keras_dir / "model.keras").stat().st_size})
+    keras_dir = Path(a.model) if a.model else bundled_model_path("recognizer")
+    variants["keras"] = (KerasLineModel(rec).log_probs, {"size_bytes": (keras_dir / "model.keras").stat().st_size})
     sm_dir = export_recognizer(rec, work / "savedmodel" / "1")
     sig = load_exported(sm_dir).signatures["recognize"]
 
@@ -105,7 +109,7 @@ def bench_recognizer(a: argparse.Namespace, work: Path) -> dict:
             fn(images, widths)
         result["variants"][name] = dict(info)
     # round robin: each line runs on every variant in turn, so a change of load hits all alike
-    for key in ("synth", "gw"):
+    for key in sets:
         outs: dict = {name: [] for name in variants}
         secs = dict.fromkeys(variants, 0.0)
         cpu = dict.fromkeys(variants, 0.0)
@@ -126,8 +130,8 @@ def bench_recognizer(a: argparse.Namespace, work: Path) -> dict:
     for name, row in result["variants"].items():
         row["speedup_vs_savedmodel"] = round(base["ms_per_line_synth"] / row["ms_per_line_synth"], 2)
         row["cpu_speedup_vs_savedmodel"] = round(base["cpu_ms_per_line_synth"] / row["cpu_ms_per_line_synth"], 2)
-        row["cer_synth_delta_vs_keras"] = round(row["cer_synth"] - k["cer_synth"], 3)
-        row["cer_gw_delta_vs_keras"] = round(row["cer_gw"] - k["cer_gw"], 3)
+        for key in sets:
+            row[f"cer_{key}_delta_vs_keras"] = round(row[f"cer_{key}"] - k[f"cer_{key}"], 3)
         if name.startswith("tflite") and ref_size:
             row["size_vs_float"] = round(row["size_bytes"] / ref_size, 3)
     return result
@@ -199,13 +203,17 @@ def bench_layout(a: argparse.Namespace, work: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="recognizer bundle (default: the bundled one)")
-    p.add_argument("--synth", default="/work/htrdata/synth-rec")
+    p.add_argument("--synth", default=None,
+                   help="line records of synthetic forms (default: 400 forms of `htr data synth --seed 1` "
+                        "made once into the cache, benchmarks/bench_data.py)")
     p.add_argument("--synth-split", default="test")
     p.add_argument("--limit", type=int, default=300, help="synthetic lines (default 300)")
-    p.add_argument("--gw", default="/work/htrdata/gw-rec")
+    p.add_argument("--gw", default=None,
+                   help="GW line records (default: made into the cache from ../shared/data/gw when present, "
+                        "else no GW column)")
     p.add_argument("--gw-split", default="validation")
     p.add_argument("--modes", nargs="+", default=["none", "float16", "dynamic", "int8"])
-    p.add_argument("--calibration", default="/work/htrdata/synth-rec", help="records for int8 calibration")
+    p.add_argument("--calibration", default=None, help="records for int8 calibration (default: --synth's)")
     p.add_argument("--calibration-split", default="train")
     p.add_argument("--calibration-limit", type=int, default=64)
     p.add_argument("--warmup", type=int, default=20, help="lines run before timing")
@@ -216,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", default=None, help="keep the converted files in this directory")
     p.add_argument("--json-out", default=None, help="also write the JSON here")
     a = p.parse_args(argv)
+    import bench_data
+
+    a.synth = a.synth or str(bench_data.synth_records())
+    if not a.no_recognizer and not a.gw:
+        gw = bench_data.gw_records()
+        a.gw = str(gw) if gw else None
+    a.calibration = a.calibration or a.synth
 
     import tensorflow as tf
 

@@ -1,7 +1,7 @@
 """Run every benchmark of the repository and collect one JSON and one Markdown table.
 
     python benchmarks/run.py [--quick] [--out DIR] [--only NAMES] [--skip NAMES]
-                             [--synth-records DIR] [--gw-records DIR]
+                             [--synth-records DIR] [--gw-records DIR] [--make-data]
     htr bench ...                                   # the same, through the CLI
 
 Each benchmark runs as its own subprocess (``python SCRIPT ARGS``) with bounded sizes
@@ -14,6 +14,9 @@ defaults (plus ``--quick`` when their ``--help`` offers it).
 Accuracy entries run ``htr evaluate pipeline`` (line level and page level, several
 decoders) on form record sets: ``--synth-records`` (split test) and ``--gw-records``
 (split validation: GW pages 278-279); without a record set the entry is ``skipped``.
+``--make-data`` makes the record sets not given into a cache folder first
+(``benchmarks/bench_data.py``: ``htr data synth --pages 400 --seed 1`` + ``iam-prepare``,
+and GW's pages when ``../shared/data/gw`` is present), so a fresh checkout runs everything.
 
 ``OUT/bench.json`` holds the machine (CPU model, cores, RAM, load average before and
 after, TensorFlow version, date, git commit) and every entry; ``OUT/bench.md`` the tables;
@@ -292,7 +295,8 @@ def run_bench(b: Bench, bench_dir: Path, quick: bool, logs: Path,
     filled = _fill(args, records or {})
     if filled is None:
         if b.without_records is None:
-            return {**entry, "status": "skipped", "error": "needs a record set (--synth-records / --gw-records)"}
+            return {**entry, "status": "skipped",
+                    "error": "needs a record set (--synth-records / --gw-records, or --make-data)"}
         filled = b.without_records
     args = filled
     r = _run([sys.executable, str(script), *args], b.quick_timeout if quick else b.timeout, logs, b.name)
@@ -517,6 +521,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="synthetic form record set for accuracy (split test; env HTR_SYNTH_RECORDS)")
     p.add_argument("--gw-records", default=os.environ.get("HTR_GW_RECORDS"),
                    help="GW form record set for accuracy (split validation; env HTR_GW_RECORDS)")
+    p.add_argument("--make-data", action="store_true",
+                   help="make the record sets not given into a cache folder ($HTR_TF_BENCH_CACHE, default "
+                        "~/.cache/htr-tf/bench): 400 synthetic forms (htr data synth --seed 1, a few minutes once) "
+                        "and GW pages 270-279 when ../shared/data/gw is present")
     p.add_argument("--bench-dir", default=str(BENCH_DIR), help="where the bench_*.py scripts are")
     p.add_argument("--list", action="store_true", help="list the entries and exit")
 
@@ -536,6 +544,13 @@ def run_from_args(a: argparse.Namespace) -> int:
         for ev in EVALUATIONS:
             print(f"{ev.name:<16} {'htr evaluate pipeline':<22} {ev.what}")
         return 0
+    if a.make_data:
+        sys.path.insert(0, str(BENCH_DIR))
+        import bench_data
+
+        a.synth_records = a.synth_records or str(bench_data.synth_records())
+        gw = None if a.gw_records else bench_data.gw_records()
+        a.gw_records = a.gw_records or (str(gw) if gw else None)
     suite = run_suite(Path(a.out), quick=a.quick, bench_dir=bench_dir,
                       records={"synth_records": a.synth_records, "gw_records": a.gw_records},
                       only=names(a.only), skip=names(a.skip))
