@@ -8,7 +8,8 @@ A bundle's ``info`` records the data a model was trained and validated on.  Path
   how the records were made (from their ``manifest.json`` and, for synthetic forms, the
   ``synth.json`` beside the forms: ``htr data synth --pages 800 --seed 1`` ...) and how many
   lines the split holds, when the record set can still be read;
-* any other absolute path keeps its last two components (``rec-stride/best``);
+* a path under ``data``, ``lm`` or ``lexicon`` keeps its name, any other absolute path its
+  last two components (``rec-stride/best``);
 * the machine's host name (``environment.node``) is dropped.
 
 ``python -m htr_tf.provenance BUNDLE... [--describe NAME=TEXT]`` rewrites existing bundles'
@@ -32,6 +33,8 @@ __all__ = ["describe_records", "clean_provenance", "is_machine_path", "rewrite_b
 
 #: Keys dropped wherever they appear in an ``environment`` section.
 _MACHINE_KEYS = ("node", "hostname", "user", "cwd")
+#: Keys whose path values keep only their last component (a record set's, an LM's name).
+_NAMED_KEYS = ("records", "data", "lm", "lexicon")
 
 
 def is_machine_path(value: Any) -> bool:
@@ -114,7 +117,7 @@ def clean_provenance(info: Any, describe: Mapping[str, str] | None = None) -> An
         if isinstance(x, (list, tuple)):
             return [walk(v, key) for v in x]
         if is_machine_path(x):
-            return _short(x)
+            return Path(x).name if key in _NAMED_KEYS else _short(x)
         return x
 
     return walk(info)
