@@ -410,6 +410,11 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         else:
             boxes, scores = cached.last_lines or (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
             keep = scores >= pipeline.options.min_line_score   # what the pipeline kept
+            if pipeline.options.drop_empty_lines and keep.any():
+                from htr_tf.line_shapes import line_shapes
+
+                kept = np.nonzero(keep)[0]
+                keep[kept] = [s.from_ink for s in line_shapes(page.image, boxes[kept])]
             one = LineCounts(IOU_THRESHOLD)
             one.add(boxes[keep], scores[keep], page.line_boxes)
             counts.add(boxes[keep], scores[keep], page.line_boxes)

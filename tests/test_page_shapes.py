@@ -87,8 +87,9 @@ def test_evaluate_pipeline_per_source_and_polygon_masked_line_level(tmp_path):
                 id=f"p{k}", image_png=encode_png(page), height=page.shape[0], width=page.shape[1],
                 paragraph_box=union_box(gt), line_boxes=gt, line_ids=["a", "b", "c"],
                 line_texts=["the", "the", "the x"], source=source, **extra))
-    r = evaluate_pipeline(Pipeline(_NoteBackend(_detected_boxes(gt))), tmp_path / "rec", split="test",
-                          decoders=["greedy"], worst=0)
+    backend = _NoteBackend(np.concatenate([_detected_boxes(gt), [[300, 608, 1300, 658]]]))   # + a bare rule
+    r = evaluate_pipeline(Pipeline(backend), tmp_path / "rec", split="test", decoders=["greedy"], worst=0)
+    assert r["detection"]["detections"] == 6 and r["num_detected_lines"] == 6          # the rules were dropped
     per = r["summary"][0]["per_source"]
     assert set(per) == {"copiste", "gw"} and per["copiste"]["pages"] == 1
     assert per["copiste"]["page_cer"] == pytest.approx(2 / 13) and per["gw"]["line_cer"] == pytest.approx(2 / 11)
