@@ -257,6 +257,23 @@ def test_grpc_pipeline_gives_the_in_process_text_and_boxes(server, local, pages)
     assert only.paragraph is None and only.lines is None
     assert [d.text for d in recognize_crops(only, crops, "greedy")] == \
         [d.text for d in recognize_crops(local, crops, "greedy")]
+    # ... and so does `htr ocr --level line --server`
+    import tempfile
+
+    from htr_tf.cli import main
+    from htr_tf.fileio import write_png
+
+    with tempfile.TemporaryDirectory() as d:
+        paths = [str(Path(d) / f"l{i}.png") for i in range(len(crops))]
+        for p, c in zip(paths, crops):
+            write_png(p, np.ascontiguousarray(c))
+        import io
+        from contextlib import redirect_stdout
+
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            assert main(["ocr", "--level", "line", "--decoder", "greedy", "--server", server.address, *paths]) == 0
+        assert buf.getvalue().split("\n")[:-1] == [d.text for d in recognize_crops(local, crops, "greedy")]
     # the log-probabilities themselves, over gRPC and in process
     inputs = line_batch_inputs(local.geometry, 3)
     lp, lengths = backend.log_probs(inputs["images"], inputs["widths"])

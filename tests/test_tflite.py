@@ -319,11 +319,22 @@ def test_bundled_tflite_files_match_the_bundled_keras_models():
     assert total < 30e6
 
 
-def test_bundled_tflite_pipeline_reads_the_example_page():
-    from htr_tf.pipeline import Pipeline
+def test_ocr_line_images_on_litert(local, converted, tmp_path, capsys):
+    """`htr ocr --level line` with a .tflite model (or --backend tflite) reads as in process."""
+    from htr_tf.cli import main
+    from htr_tf.fileio import write_png
+    from htr_tf.recognize import recognize_crops
 
-    page = Path(htr_tf.__file__).parent / "assets" / "examples" / "page-1.png"
-    if not page.exists():
-        pytest.skip("no bundled example page")
-    result = Pipeline(tflite.TFLiteBackend.load(num_threads=1), "greedy").run(page)
-    assert len(result.lines) >= 3 and len(result.text) > 50
+    paths = []
+    for i, crop in enumerate(line_crops()):
+        paths.append(str(tmp_path / f"line{i}.png"))
+        write_png(paths[-1], crop)
+    want = [d.text for d in recognize_crops(local, line_crops(), "greedy")]
+    for extra in ([], ["--backend", "tflite"]):
+        capsys.readouterr()
+        assert main(["ocr", "--level", "line", "--decoder", "greedy", "--model", str(converted["recognizer"]),
+                     *extra, *paths]) == 0
+        assert capsys.readouterr().out.split("\n")[:-1] == want
+    assert main(["ocr", "--level", "line", "--format", "json", "--decoder", "greedy", "--model",
+                 str(converted["recognizer"]), paths[0]]) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "tflite"
