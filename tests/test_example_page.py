@@ -20,10 +20,12 @@ from htr_tf.metrics import score_lines
 EXAMPLES = Path(htr_tf.__file__).resolve().parent / "assets" / "examples"
 PAGE = EXAMPLES / "page-1.png"
 
-#: Page CER bounds for the bundled models.  Measured on 2026-12-06 with the recogniser bundled
-#: then: greedy 5.26 %, beam+lm 2.63 % (TFLite dynamic-range recogniser: 4.93 / 2.96 %).
+#: Page CER bounds for the bundled models.  Measured with the recogniser bundled on 2026-12-06
+#: (fine-tuned on real multi-writer handwriting: real-writer CER halved, this synthetic-font page
+#: read a little worse): greedy 8.55 %, beam+lm 4.61 %, the same with the TFLite dynamic-range
+#: recogniser.  The recogniser bundled before (synthetic fonts and GW only) read 5.26 / 2.63 %.
 #: A new bundled recogniser that reads this page worse than these bounds fails here.
-MAX_CER = {"greedy": 0.08, "beam+lm": 0.045}
+MAX_CER = {"greedy": 0.10, "beam+lm": 0.06}
 
 
 def page_cer(lines: list[str]) -> float:
