@@ -309,8 +309,10 @@ def test_cli_evaluate_pipeline_on_records(pages_and_backend, tmp_path, capsys):
     assert "no forms for split 'nope'" in capsys.readouterr().err
 
 
-def test_decoders_built_from_names_are_closed_and_given_ones_are_not(pages_and_backend):
-    from htr_tf.decode import GreedyDecoder, register_decoder
+def test_decoders_built_from_names_are_closed_and_given_ones_are_not(pages_and_backend, monkeypatch):
+    from htr_tf.decode import GreedyDecoder, ctc, register_decoder
+
+    monkeypatch.setattr(ctc, "_REGISTRY", dict(ctc._REGISTRY))  # the test's decoder leaves with it
 
     class Closing(GreedyDecoder):
         name = "closing-test"
