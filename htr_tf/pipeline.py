@@ -34,6 +34,7 @@ import numpy as np
 
 from htr_tf import crop as _crop
 from htr_tf.charset import Charset
+from htr_tf.crop import isolate_line
 from htr_tf.errors import ConfigError, DataError
 from htr_tf.geometry import LineGeometry
 from htr_tf.results import LineResult, PageResult, RegionResult, line_frame_width
@@ -171,8 +172,8 @@ class PipelineOptions:
     #: Lines recognised per batch (lines of similar width go together).
     batch_size: int = 16
     #: Pixels added around each detected line box before cropping (x, y).
-    line_pad_x: int = 4
-    line_pad_y: int = 0
+    line_pad_x: int = _crop.LINE_PAD_X
+    line_pad_y: int = _crop.LINE_PAD_Y
     #: Lines whose detector score is below this are dropped.
     min_line_score: float = 0.0
     #: Run the handwritten-area model; without it the whole page is the area.
@@ -334,51 +335,11 @@ def make_regions(lines: Sequence[LineResult], area: Sequence[float], score: floa
 def cut_line(gray: np.ndarray, box: Sequence[float], options: PipelineOptions
              ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """The image the recogniser gets for the line at ``box`` (xyxy page px) of a gray page, and
-    the padded box it was cut from: the options' line padding, clipped to the page, and the
-    neighbours' ink painted out when ``options.isolate_lines``.  Training data made to look like
-    the pipeline's lines (``htr data gw-prepare --crop pipeline``) is cut by this too."""
-    from htr_tf.geometry import crop
-
-    H, W = gray.shape[:2]
-    b = [float(v) for v in box]
-    pb = (max(0.0, b[0] - options.line_pad_x), max(0.0, b[1] - options.line_pad_y),
-          min(float(W), b[2] + options.line_pad_x), min(float(H), b[3] + options.line_pad_y))
-    c = crop(gray, pb)
-    return (isolate_line(c) if options.isolate_lines else c), pb
-
-
-def isolate_line(crop: np.ndarray, core: tuple[float, float] = (0.3, 0.7)) -> np.ndarray:
-    """Paint with paper the ink that enters a line crop from a neighbouring line.
-
-    Line boxes of real pages overlap (GW's by ~40 % of their height), so a box crop holds
-    descenders of the line above and ascenders of the line below.  An ink component (Otsu,
-    8-connected) that touches the crop's top or bottom edge without reaching the crop's core
-    band (``core``, fractions of its height) belongs to a neighbour: it is painted with the
-    crop's median paper.  The line's own strokes reach the core; its dots and commas don't
-    touch the edges.  Training crops of GW are masked by their word polygons for the same
-    reason (:func:`htr_tf.data.gw.mask_line_crop`).  Measured with the bundled models on GW
-    pages 278-279: page CER 26.6 -> 24.1; no change on 15 synthetic validation pages.
-    """
-    import cv2
-
-    h, w = crop.shape[:2]
-    if h < 8 or w < 2:
-        return crop
-    _, ink = cv2.threshold(crop, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    if n <= 1:
-        return crop
-    top = stats[1:, cv2.CC_STAT_TOP]
-    bottom = top + stats[1:, cv2.CC_STAT_HEIGHT]
-    c0, c1 = int(h * core[0]), int(np.ceil(h * core[1]))
-    drop = np.zeros(n, bool)
-    drop[1:] = ((top == 0) | (bottom == h)) & ~((bottom > c0) & (top < c1))
-    if not drop.any():
-        return crop
-    paper = np.uint8(np.median(crop[ink == 0])) if (ink == 0).any() else np.uint8(255)
-    out = crop.copy()
-    out[drop[labels]] = paper
-    return out
+    the padded box it was cut from, with the options' padding and neighbour-ink removal
+    (:func:`htr_tf.crop.cut_line`, which training data made to look like the pipeline's lines
+    is cut by too)."""
+    return _crop.cut_line(gray, box, pad_x=options.line_pad_x, pad_y=options.line_pad_y,
+                          isolate=options.isolate_lines)
 
 
 def _as_gray(page: Any) -> tuple[np.ndarray, str | None]:
