@@ -73,7 +73,28 @@ class Backend(Protocol):
 
 
 # -- the in-process backend ------------------------------------------------------------------------
-class LocalBackend:
+class LayoutModelsMixin:
+    """``find_area`` / ``find_lines`` of a backend over its ``paragraph`` and ``lines`` models
+    (Keras, LiteRT or gRPC: each has ``detect``).  No area model: the whole page is the area;
+    no line detector (loaded for line images only): a clear error."""
+
+    paragraph: Any = None
+    lines: Any = None
+
+    def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.paragraph is None:
+            h, w = page.shape[:2]
+            return np.array([0, 0, w, h], np.float32), 0.0
+        return self.paragraph.detect(page)
+
+    def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.lines is None:
+            raise ConfigError("this backend has no line detector (loaded for line images only: "
+                              "recognizer_only=True)")
+        return self.lines.detect(page, region)
+
+
+class LocalBackend(LayoutModelsMixin):
     """The Keras bundles, run in this process (TensorFlow)."""
 
     name = "local"
@@ -113,17 +134,6 @@ class LocalBackend:
             par = ParagraphModel.load(paragraph if paragraph is not None else require_bundled("paragraph"))
         det = LineDetector.load(lines if lines is not None else require_bundled("lines"))
         return cls(rec, par, det)
-
-    def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
-        if self.paragraph is None:
-            h, w = page.shape[:2]
-            return np.array([0, 0, w, h], np.float32), 0.0
-        return self.paragraph.detect(page)
-
-    def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.lines is None:
-            raise ConfigError("this backend has no line detector")
-        return self.lines.detect(page, region)
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._line_model.log_probs(images, widths)

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from htr_tf.errors import DataError, ModelError
+from htr_tf.pipeline import LayoutModelsMixin
 
 __all__ = ["Client", "GrpcBackend", "Prediction", "ServingError", "ServerUnavailable",
            "DEFAULT_ADDRESS", "METADATA_SIGNATURES"]
@@ -275,7 +276,7 @@ def _layout_class(kind: str) -> Any:
     return GrpcLines
 
 
-class GrpcBackend:
+class GrpcBackend(LayoutModelsMixin):
     """:class:`htr_tf.pipeline.Backend` over a model server (see the module docstring)."""
 
     name = "grpc"
@@ -385,19 +386,6 @@ class GrpcBackend:
             return dict(self.metadata.get("decoding") or {})
 
     # -- the Backend protocol ---------------------------------------------------------------------
-    def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
-        if self.paragraph is None:
-            h, w = page.shape[:2]
-            return np.array([0, 0, w, h], np.float32), 0.0
-        return self.paragraph.detect(page)
-
-    def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.lines is None:
-            from htr_tf.errors import ConfigError
-
-            raise ConfigError("this backend has no line detector (connected with recognizer_only=True)")
-        return self.lines.detect(page, region)
-
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.ascontiguousarray(images, np.uint8)
         widths = np.asarray(widths, np.int32).reshape(-1)

@@ -29,6 +29,7 @@ import numpy as np
 from htr_tf.errors import ConfigError, DataError, ModelError
 from htr_tf.models.lines import LineDetector
 from htr_tf.models.paragraph import ParagraphModel
+from htr_tf.pipeline import LayoutModelsMixin
 
 if TYPE_CHECKING:
     from htr_tf.geometry import LineGeometry
@@ -344,7 +345,7 @@ def _bundled(kind: str) -> Path:
     return require_bundled(kind, tflite=True)
 
 
-class TFLiteBackend:
+class TFLiteBackend(LayoutModelsMixin):
     """The pipeline's networks on LiteRT (see :class:`htr_tf.pipeline.Backend`)."""
 
     name = "tflite"
@@ -373,17 +374,6 @@ class TFLiteBackend:
             par = TFLiteParagraph.open(paragraph if paragraph is not None else _bundled("paragraph"), num_threads)
         det = TFLiteLines.open(lines if lines is not None else _bundled("lines"), num_threads)
         return cls(rec, par, det)
-
-    def find_area(self, page: np.ndarray) -> tuple[np.ndarray, float]:
-        if self.paragraph is None:
-            h, w = page.shape[:2]
-            return np.array([0, 0, w, h], np.float32), 0.0
-        return self.paragraph.detect(page)
-
-    def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.lines is None:
-            raise ConfigError("this backend has no line detector")
-        return self.lines.detect(page, region)
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.recognizer.log_probs(images, widths)
