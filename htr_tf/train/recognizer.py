@@ -181,7 +181,9 @@ def _trainer_class():
 
     from htr_tf.models.recognizer import ctc_loss
 
-    class CTCTrainer(keras.Model):
+    from htr_tf.train.keras_compat import multiworker_safe_model
+
+    class CTCTrainer(multiworker_safe_model()):
         """Wraps the functional recogniser for ``fit``: CTC in ``compute_loss``, not in the graph.
 
         Lines whose label cannot be aligned to their frames contribute zero and are counted in
@@ -220,40 +222,7 @@ def _trainer_class():
         def metrics(self):
             return [*super().metrics, self.skipped]
 
-        def train_step(self, data):
-            return _rank1_logs_for_multiworker(super().train_step(data))
-
-        def test_step(self, data):
-            return _rank1_logs_for_multiworker(super().test_step(data))
-
-        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-            # Under a tf.distribute strategy Keras (TF backend) pulls one batch and all-reduces
-            # it across replicas only to learn shapes for a symbolic build; variable-width
-            # batches differ between workers and the reduce fails.  Nothing here needs that
-            # build: the recogniser is built and there are no compiled losses or metrics.
-            if self.built and self.recognizer.built and getattr(self, "_compile_metrics", None) is None:
-                if self.optimizer is not None and not self.optimizer.built:
-                    with self.distribute_strategy.scope():
-                        self.optimizer.build(self.trainable_variables)
-                return
-            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
     return CTCTrainer
-
-
-def _rank1_logs_for_multiworker(logs: dict) -> dict:
-    """Under MultiWorkerMirroredStrategy Keras (TF backend) reduces every log value with
-    ``strategy.reduce("MEAN", v, axis=0)``, which fails for the scalars that metrics
-    return; giving them a leading axis of one makes that reduce a no-op mean."""
-    import tensorflow as tf
-    from keras import ops
-
-    strategy = tf.distribute.get_strategy()
-    extended = getattr(strategy, "extended", None)
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and getattr(extended, "_in_multi_worker_mode", lambda: False)()):
-        return logs
-    return {k: ops.reshape(v, (1,)) if len(getattr(v, "shape", ())) == 0 else v for k, v in logs.items()}
 
 
 def CTCTrainer(recognizer):  # noqa: N802 - a factory that reads like the class it returns
