@@ -219,6 +219,31 @@ def test_fine_tuning_onto_a_larger_charset_keeps_the_old_output_units(tiny_line_
                          tmp_path / "bad", init=tmp_path / "init", verbose=0)
 
 
+def test_grow_trains_a_wider_model_that_starts_as_the_init_bundle(tiny_line_records, tmp_path):
+    from htr_tf.train.recognizer import train_recognizer
+
+    keras.utils.set_random_seed(5)
+    init = Recognizer.create(RecognizerConfig.tiny(), Charset(), TrainConfig().line_geometry(), {"origin": "test"})
+    init.save(tmp_path / "init")
+    x = {"image": np.random.default_rng(0).uniform(0, 1, (1, init.geometry.height, 64, 1)).astype("float32"),
+         "width": np.array([64], "int32")}
+    start: list = []
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            start.append(np.asarray(self.model.recognizer(x, training=False)["log_probs"]))
+
+    wide = RecognizerConfig.tiny().replace(conv_filters=(6, 8, 12), rnn_units=12)
+    cfg = tiny_config(tiny_line_records, epochs=1, steps_per_epoch=1, model=wide, grow=True)
+    result = train_recognizer(cfg, tmp_path / "grown", init=tmp_path / "init", callbacks=[Capture()], verbose=0)
+    np.testing.assert_allclose(start[0], np.asarray(init.model(x, training=False)["log_probs"]), atol=1e-4)
+    grown = Recognizer.load(result.last)
+    assert grown.config == wide and grown.model.count_params() > init.model.count_params()
+    with pytest.raises(ConfigError, match="cannot start from the --init bundle"):
+        train_recognizer(cfg.replace(model=RecognizerConfig.tiny().replace(rnn_units=4)), tmp_path / "bad",
+                         init=tmp_path / "init", verbose=0)
+
+
 def test_cli_trains_the_tiny_recipe(tiny_line_records, tmp_path, capsys):
     from htr_tf.cli import main
 

@@ -85,8 +85,10 @@ class TrainConfig(Config):
     lines.  ``lr_schedule``: ``cosine`` (linear warmup then cosine decay to
     ``min_learning_rate`` over all steps), ``plateau`` (halve on a ``val_cer`` plateau) or
     ``constant``.  ``init``: a bundle to fine-tune from (its architecture, charset and
-    geometry are used; ``model`` is ignored).  ``charset``: the characters to recognise,
-    empty for the training records' charset.
+    geometry are used; ``model`` is ignored unless ``grow``).  ``grow``: with ``init``, train
+    ``model``, a wider version of the init bundle's network, started so that it computes what
+    the bundle computes (:mod:`htr_tf.models.grow`).  ``charset``: the characters to
+    recognise, empty for the training records' charset.
     """
 
     version: int = TRAIN_CONFIG_VERSION
@@ -113,6 +115,7 @@ class TrainConfig(Config):
     early_stopping_patience: int = 0
     seed: int = 0
     init: str = ""
+    grow: bool = False
 
     def __post_init__(self) -> None:
         if self.version != TRAIN_CONFIG_VERSION:
@@ -302,7 +305,7 @@ def _resolve_charset(config: TrainConfig, sets: Sequence[Any], init: Recognizer 
 
     A recipe charset that differs from the init bundle's must extend it (the bundle's
     characters first, in order): the network then keeps every learned weight and only the
-    new characters' output units start fresh (:func:`_transfer_weights`).
+    new characters' output units start fresh (:func:`htr_tf.models.grow.transfer_weights`).
     """
     if config.charset:
         cs = _config_charset(config.charset)
@@ -319,39 +322,6 @@ def _resolve_charset(config: TrainConfig, sets: Sequence[Any], init: Recognizer 
             raise DataError(f"record sets {sets[0].path} and {rs.path} were written with different "
                             "charsets; set `charset:` in the config to train on both")
     return first
-
-
-def _transfer_weights(net: Any, source: Any) -> int:
-    """Copy ``source``'s weights into ``net`` where the output layer has more classes.
-
-    Every layer but ``logits`` must match; of ``logits`` the first (old) classes are copied,
-    the new classes keep their fresh kernel and get the old characters' median bias, so they
-    start as likely as a typical character rather than at random.  Returns the new classes.
-    """
-    import numpy as np
-
-    new_w, old_w = net.get_weights(), source.get_weights()
-    if len(new_w) != len(old_w):
-        raise ValueError(f"{len(old_w)} weight arrays in the bundle, {len(new_w)} in the model")
-    logits = net.get_layer("logits")
-    kernel_shape = tuple(logits.kernel.shape)
-    out, added = [], 0
-    for a, b in zip(new_w, old_w):
-        if a.shape == b.shape:
-            out.append(b)
-        elif a.ndim == 2 and a.shape[:1] == b.shape[:1] and a.shape == kernel_shape and a.shape[1] > b.shape[1]:
-            k = a.copy()
-            k[:, :b.shape[1]] = b
-            out.append(k)
-            added = a.shape[1] - b.shape[1]
-        elif a.ndim == 1 and a.shape[0] == kernel_shape[1] and a.shape[0] > b.shape[0]:
-            bias = np.full(a.shape, np.median(b[1:]) if b.shape[0] > 1 else 0.0, a.dtype)
-            bias[:b.shape[0]] = b
-            out.append(bias)
-        else:
-            raise ValueError(f"weight of shape {b.shape} does not fit {a.shape}")
-    net.set_weights(out)
-    return added
 
 
 def _augment(config: TrainConfig) -> Any:
@@ -449,7 +419,11 @@ def train_recognizer(config: TrainConfig, out: str | os.PathLike, *, distribute:
     keras.utils.set_random_seed(config.seed)
 
     init_bundle = Recognizer.load(init) if init else None
-    model_config = init_bundle.config if init_bundle else config.model
+    model_config = init_bundle.config if init_bundle and not config.grow else config.model
+    if init_bundle is not None and config.grow:
+        from htr_tf.models.grow import check_growable
+
+        check_growable(init_bundle.config, model_config)
     geometry = init_bundle.geometry if init_bundle else config.line_geometry()
     model_config.check_geometry(geometry)
     train_sets, val_set = _open_sets(config)
@@ -475,15 +449,17 @@ def train_recognizer(config: TrainConfig, out: str | os.PathLike, *, distribute:
         val_ds = _val_dataset(val_set, config, geometry, charset) if val_set else None
 
         with strategy.scope():
+            from htr_tf.models.grow import transfer_weights
             from htr_tf.models.recognizer import build_recognizer
 
             net = build_recognizer(model_config, charset.num_classes, geometry.height)
             if init_bundle is not None:
                 try:
-                    if charset.num_classes == init_bundle.charset.num_classes:
+                    if (charset.num_classes == init_bundle.charset.num_classes
+                            and model_config == init_bundle.config):
                         net.set_weights(init_bundle.model.get_weights())
                     else:
-                        _transfer_weights(net, init_bundle.model)
+                        transfer_weights(net, model_config, init_bundle.model, init_bundle.config)
                 except ValueError as e:
                     raise ConfigError(f"--init {init}: weights do not fit the model: {e}") from None
             trainer = CTCTrainer(net)
