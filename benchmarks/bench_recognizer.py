@@ -57,6 +57,9 @@ CANDIDATES: dict[str, dict] = {
                        rnn_layers=2, rnn_type="gru"),
     "sep": dict(conv_filters=(16, 32, 64, 96), downsample="pool", separable_blocks=(1, 2, 3)),
     "tiny": RecognizerConfig.tiny().to_dict(),
+    # the larger network grown from the bundle (training/recognizer-grow.yaml, htr_tf.models.grow)
+    "grown": dict(conv_filters=(32, 64, 128, 192), downsample="stride", projection=256, rnn_units=192,
+                  rnn_layers=2, rnn_type="lstm"),
 }
 
 
