@@ -255,11 +255,12 @@ class _CachedBackend:
         self.geometry = backend.geometry
         self.width_downsample = backend.width_downsample
         self._cache: dict[tuple[str, bytes], Any] = {}
-        self.last_lines: tuple[np.ndarray, np.ndarray] | None = None
+        #: The page's first line detection: the handwritten area's (the printed bands' follow).
+        self.area_lines: tuple[np.ndarray, np.ndarray] | None = None
 
     def clear(self) -> None:
         self._cache.clear()
-        self.last_lines = None
+        self.area_lines = None
 
     def _get(self, kind: str, key: bytes, fn: Callable[[], Any]) -> Any:
         k = (kind, key)
@@ -273,7 +274,9 @@ class _CachedBackend:
     def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         r = np.zeros(0, np.float32) if region is None else np.asarray(region, np.float32)
         boxes, scores = self._get("lines", _key(page, r), lambda: self.inner.find_lines(page, region))
-        self.last_lines = (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1))
+        if self.area_lines is None:
+            self.area_lines = (np.asarray(boxes, np.float32).reshape(-1, 4),
+                               np.asarray(scores, np.float32).reshape(-1))
         return boxes, scores
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -381,7 +384,8 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
     page_rows: list[dict[str, Any]] = []
     line_rows: list[dict[str, Any]] = []
     heap: list[tuple[tuple[int, float, int], dict[str, Any]]] = []
-    stage_times: dict[str, list[float]] = {k: [] for k in ("area", "lines", "recognize", "decode", "total")}
+    stage_times: dict[str, list[float]] = {k: [] for k in ("area", "lines", "printed", "recognize", "decode",
+                                                              "total")}
     decode_times = {n: 0.0 for n in names}
     line_level_seconds = line_level_lines = 0.0
     has_boxes = True
@@ -397,9 +401,9 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
             hyps[name] = [ln.text for ln in res.lines]
             decode_times[name] += res.timings.get("decode", 0.0)
         first = results[0].timings
-        for k in ("area", "lines", "recognize", "decode"):
+        for k in ("area", "lines", "printed", "recognize", "decode"):
             stage_times[k].append(first.get(k, 0.0))
-        stage_times["total"].append(sum(first.get(k, 0.0) for k in ("area", "lines", "recognize", "decode")))
+        stage_times["total"].append(sum(first.get(k, 0.0) for k in ("area", "lines", "printed", "recognize", "decode")))
         row: dict[str, Any] = {"id": page.id, "writer": page.writer, "source": page.source, "gt_lines": len(refs),
                                "detected_lines": len(results[0].lines), "ref": page_text(refs),
                                "hyp": {n: page_text(hyps[n]) for n in names},
@@ -408,7 +412,7 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         if page.line_boxes is None:
             has_boxes = False
         else:
-            boxes, scores = cached.last_lines or (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            boxes, scores = cached.area_lines or (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
             keep = scores >= pipeline.options.min_line_score   # what the pipeline kept
             if pipeline.options.drop_empty_lines and keep.any():
                 from htr_tf.line_shapes import line_shapes

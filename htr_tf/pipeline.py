@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -42,7 +42,8 @@ from htr_tf.results import LineResult, PageResult, RegionResult, line_frame_widt
 if TYPE_CHECKING:
     from htr_tf.decode.ctc import Decoder
 
-__all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "load_pipeline", "make_backend", "make_regions",
+__all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "PageLayout", "load_pipeline", "make_backend",
+           "make_regions",
            "available_backends", "register_backend", "isolate_line",
            "MIN_PAGE_SIDE"]
 
@@ -199,6 +200,12 @@ class PipelineOptions:
     line_crop: str = "box"
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
+    #: Look for text lines outside the handwritten area (a form's printed header and prompt,
+    #: a letterhead: :mod:`htr_tf.printed`) and report them as ``printed`` regions.
+    find_printed: bool = True
+    #: Recognise the printed regions too (``htr ocr --include-printed``); otherwise their
+    #: lines have boxes and polygons but no text, and the page text leaves them out.
+    read_printed: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -207,6 +214,35 @@ class PipelineOptions:
             raise ConfigError("line padding must be >= 0")
         if self.line_crop not in LINE_CROPS:
             raise ConfigError(f"line_crop must be one of {', '.join(LINE_CROPS)}, got {self.line_crop!r}")
+
+
+@dataclass
+class PageLayout:
+    """What :meth:`Pipeline.find_layout` finds on a page: the handwritten ``area`` (xyxy page
+    px) and its score, the handwritten lines in it (boxes ``[N, 4]`` in the detector's order,
+    scores, :class:`~htr_tf.line_shapes.LineShape` each) and the printed lines outside it."""
+
+    area: np.ndarray
+    area_score: float
+    boxes: np.ndarray
+    scores: np.ndarray
+    shapes: list[Any]
+    printed_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    printed_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    printed_shapes: list[Any] = field(default_factory=list)
+
+    def printed_lines(self) -> list[LineResult]:
+        """The printed lines as results without text (reported, not read)."""
+        return [LineResult(text="", confidence=0.0, box=tuple(float(v) for v in b), polygon=sh.polygon,
+                           baseline=sh.baseline, extra={"detector_score": float(sc)})
+                for b, sh, sc in zip(self.printed_boxes, self.printed_shapes, self.printed_scores)]
+
+    def regions(self) -> list[RegionResult]:
+        """The page's regions without text (handwritten lines unread): what the outputs and
+        :func:`htr_tf.printed.evaluate_printed` see of the layout."""
+        hand = [LineResult(text="", confidence=0.0, box=tuple(float(v) for v in b), polygon=sh.polygon,
+                           baseline=sh.baseline) for b, sh in zip(self.boxes, self.shapes)]
+        return make_regions(hand, self.area, self.area_score, printed=self.printed_lines())
 
 
 class Pipeline:
@@ -248,8 +284,28 @@ class Pipeline:
         if h < MIN_PAGE_SIDE or w < MIN_PAGE_SIDE:
             result.warnings.append(f"image is {w}x{h} pixels: too small to hold text")
             return result
+        layout = self.find_layout(gray, timings)
+        o = self.options
+        printed = layout.printed_lines()
+        if o.read_printed:
+            printed = self._recognized(gray, layout.printed_boxes, layout.printed_shapes, layout.printed_scores,
+                                       timings)
+        lines = self._recognized(gray, layout.boxes, layout.shapes, layout.scores, timings)
+        result.regions.extend(make_regions(lines, layout.area, layout.area_score, printed=printed,
+                                           read_printed=o.read_printed))
+        if not lines:
+            result.warnings.append("no text lines found")
+        return result
+
+    def find_layout(self, gray: np.ndarray, timings: dict[str, float] | None = None) -> "PageLayout":
+        """The layout of a gray uint8 page, before recognition: the handwritten area, the lines
+        found in it and, with ``find_printed`` or ``read_printed``, the printed lines outside it
+        (:mod:`htr_tf.printed`); seconds per stage go into ``timings`` (area, lines, printed)."""
+        timings = {} if timings is None else timings
+        h, w = gray.shape[:2]
+        o = self.options
         t = time.perf_counter()
-        if self.options.find_area:
+        if o.find_area:
             area, area_score = self.backend.find_area(gray)
             area = np.asarray(area, np.float32).reshape(4)
         else:
@@ -257,25 +313,44 @@ class Pipeline:
         timings["area"] = time.perf_counter() - t
         t = time.perf_counter()
         boxes, scores = self.backend.find_lines(gray, area)
+        boxes, scores, shapes = self._kept_lines(gray, boxes, scores)
+        timings["lines"] = time.perf_counter() - t
+        layout = PageLayout(area, float(area_score), boxes, scores, shapes)
+        if o.find_printed or o.read_printed:
+            from htr_tf.printed import find_printed_lines
+
+            t = time.perf_counter()
+            pb, ps = find_printed_lines(self.backend.find_lines, gray, area, boxes)
+            layout.printed_boxes, layout.printed_scores, layout.printed_shapes = self._kept_lines(gray, pb, ps)
+            timings["printed"] = time.perf_counter() - t
+        return layout
+
+    def _recognized(self, gray: np.ndarray, boxes: np.ndarray, shapes: Sequence[Any], scores: np.ndarray,
+                    timings: dict[str, float]) -> list[LineResult]:
+        """:meth:`recognize_boxes` with the detector's scores kept and stage seconds added up."""
+        stage: dict[str, float] = {}
+        lines = self.recognize_boxes(gray, boxes, stage, shapes=shapes)
+        for k, v in stage.items():
+            timings[k] = timings.get(k, 0.0) + v
+        for line, s in zip(lines, scores):
+            line.extra["detector_score"] = float(s)
+        return lines
+
+    def _kept_lines(self, gray: np.ndarray, boxes: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+        """Detected lines above ``min_line_score`` with their shapes, those without writing of
+        their own dropped (``drop_empty_lines``)."""
+        from htr_tf.line_shapes import line_shapes
+
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(scores, np.float32).reshape(-1)
         keep = scores >= self.options.min_line_score
         boxes, scores = boxes[keep], scores[keep]
-        from htr_tf.line_shapes import line_shapes
-
         shapes = line_shapes(gray, boxes)
         if self.options.drop_empty_lines:
             keep = np.array([sh.from_ink for sh in shapes], bool).reshape(-1)
             boxes, scores = boxes[keep], scores[keep]
             shapes = [sh for sh, k in zip(shapes, keep) if k]
-        timings["lines"] = time.perf_counter() - t
-        lines = self.recognize_boxes(gray, boxes, timings, shapes=shapes)
-        for line, s in zip(lines, scores):
-            line.extra["detector_score"] = float(s)
-        result.regions.extend(make_regions(lines, area, float(area_score)))
-        if not lines:
-            result.warnings.append("no text lines found")
-        return result
+        return boxes, scores, shapes
 
     def recognize_boxes(self, gray: np.ndarray, boxes: np.ndarray,
                         timings: dict[str, float] | None = None,
@@ -314,31 +389,48 @@ class Pipeline:
         return out
 
 
-def make_regions(lines: Sequence[LineResult], area: Sequence[float], score: float) -> list[RegionResult]:
-    """Lines (in the detector's order) grouped into handwritten regions in reading order
-    (:func:`htr_tf.regions.group_lines`), lines renamed ``r<i>l<j>``.  A region's polygon is
-    the hull of its lines' polygons; its box is the handwritten ``area`` when the page has one
-    region, else the union of its lines' boxes.  No lines: one empty region over ``area``."""
-    from htr_tf.regions import group_lines, region_outline
+def make_regions(lines: Sequence[LineResult], area: Sequence[float], score: float,
+                 printed: Sequence[LineResult] = (), read_printed: bool = False) -> list[RegionResult]:
+    """Lines (in the detector's order) grouped into handwritten regions, and ``printed`` lines
+    (found outside the area, :mod:`htr_tf.printed`) into printed regions
+    (:func:`htr_tf.regions.group_lines`), all regions in reading order
+    (:func:`htr_tf.regions.reading_order`), lines renamed ``r<i>l<j>``.  A region's polygon is
+    the hull of its lines' polygons; a handwritten region's box is the handwritten ``area``
+    when the page has one, else the union of its lines' boxes.  No handwritten lines: one
+    empty handwritten region over ``area``.  Printed regions are ``recognized`` only with
+    ``read_printed``."""
+    from htr_tf.regions import group_lines, reading_order, region_outline
 
     area_box = tuple(float(v) for v in area)
+    found: list[tuple[str, list[LineResult]]] = []
+    for kind, members in (("handwritten", list(lines)), ("printed", list(printed))):
+        if members:
+            boxes = np.array([ln.box for ln in members], np.float32)
+            found += [(kind, [members[k] for k in group]) for group in group_lines(boxes)]
     if not lines:
-        return [RegionResult(box=area_box, confidence=score, lines=[], id="r1")]
-    boxes = np.array([ln.box for ln in lines], np.float32)
-    groups = group_lines(boxes)
+        found.insert(0, ("handwritten", []))
+    extents = np.array([(min(ln.box[0] for ln in m), min(ln.box[1] for ln in m), max(ln.box[2] for ln in m),
+                         max(ln.box[3] for ln in m)) if m else area_box for _, m in found], np.float32)
+    heights = [ln.box[3] - ln.box[1] for ln in lines] or [ln.box[3] - ln.box[1] for ln in printed] or [0.0]
+    n_hand = sum(kind == "handwritten" for kind, _ in found)
     out = []
-    for i, group in enumerate(groups):
-        members = [lines[k] for k in group]
+    for i, k in enumerate(reading_order(extents, float(np.median(heights)))):
+        kind, members = found[k]
         for j, ln in enumerate(members):
             ln.id = f"r{i + 1}l{j + 1}"
+        if not members:
+            out.append(RegionResult(box=area_box, confidence=score, lines=[], id=f"r{i + 1}"))
+            continue
         outlines = [np.asarray(ln.polygon if ln.polygon is not None else
                                [(ln.box[0], ln.box[1]), (ln.box[2], ln.box[1]), (ln.box[2], ln.box[3]),
                                 (ln.box[0], ln.box[3])], np.float32) for ln in members]
-        b = boxes[group]
-        box = area_box if len(groups) == 1 else (float(b[:, 0].min()), float(b[:, 1].min()),
-                                                 float(b[:, 2].max()), float(b[:, 3].max()))
-        out.append(RegionResult(box=box, confidence=score, lines=members, id=f"r{i + 1}",
-                                polygon=region_outline(outlines)))
+        one = kind == "handwritten" and n_hand == 1
+        box = area_box if one else tuple(float(v) for v in extents[k])
+        conf = score if kind == "handwritten" else float(np.mean([ln.extra.get("detector_score", 0.0)
+                                                                   for ln in members]))
+        out.append(RegionResult(box=box, confidence=conf, lines=members,
+                                id=f"r{i + 1}", polygon=region_outline(outlines), type=kind,
+                                recognized=kind == "handwritten" or read_printed))
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["RegionOptions", "group_lines", "region_outline"]
+__all__ = ["RegionOptions", "group_lines", "reading_order", "region_outline"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,23 @@ def group_lines(boxes: np.ndarray, options: RegionOptions | None = None) -> list
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
     regions = list(groups.values())
-    ext = {id(r): (float(b[r, 0].min()), float(b[r, 1].min()), float(b[r, 2].max()), float(b[r, 3].max()))
-           for r in regions}
+    ext = np.array([(b[r, 0].min(), b[r, 1].min(), b[r, 2].max(), b[r, 3].max()) for r in regions], np.float32)
+    return [regions[k] for k in reading_order(ext, lh)]
 
-    def before(r: list[int], s: list[int]) -> int:
-        a, c = ext[id(r)], ext[id(s)]
+
+def reading_order(extents: np.ndarray, line_height: float) -> list[int]:
+    """Indices of regions (``[R, 4]`` xyxy extents) in reading order: a region beside another
+    (they overlap vertically) and to its left (by more than half a ``line_height``) comes
+    first, otherwise the higher one (see the module docstring).
+
+    >>> reading_order(np.array([[600, 0, 900, 300], [0, 0, 400, 300], [0, 400, 900, 500]]), 30.0)
+    [1, 0, 2]
+    """
+    ext = np.asarray(extents, np.float32).reshape(-1, 4)
+    lh = float(line_height)
+
+    def before(i: int, j: int) -> int:
+        a, c = ext[i], ext[j]
         beside = min(a[3], c[3]) - max(a[1], c[1]) > 0
         if beside and a[2] <= c[0] + 0.5 * lh:
             return -1
@@ -91,7 +103,7 @@ def group_lines(boxes: np.ndarray, options: RegionOptions | None = None) -> list
             return 1
         return -1 if (a[1], a[0]) < (c[1], c[0]) else 1
 
-    return sorted(regions, key=functools.cmp_to_key(before))
+    return sorted(range(len(ext)), key=functools.cmp_to_key(before))
 
 
 def region_outline(polygons: Sequence[np.ndarray]) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from htr_tf.commands.ocr import (DECODER_OPTION_HELP, add_decoder_arguments, add_line_crop_argument,
-                                 decoder_from_args, load_recognizer)
+                                 add_printed_arguments, decoder_from_args, load_recognizer, printed_options)
 
 
 def _evaluate_recognizer(a: argparse.Namespace) -> int:
@@ -78,7 +78,8 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
     if a.backend == "local":
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})
-    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area, line_crop=a.line_crop)
+    options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area, line_crop=a.line_crop,
+                              **printed_options(a))
     pipeline = load_pipeline(a.backend, names[0], options, per_decoder[0], **backend_options)
     decoders = [pipeline.decoder]
     tuned = getattr(pipeline.backend, "decoding", None)   # the recogniser's, as the pipeline's own decoder
@@ -168,6 +169,7 @@ def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
     q.add_argument("--lines", default=None, help="local backend: line detector bundle (default: bundled)")
     q.add_argument("--no-area", action="store_true", help="skip the handwritten-area model (whole page)")
     add_line_crop_argument(q)
+    add_printed_arguments(q)
     q.add_argument("--report", default=None, metavar="OUT.html",
                    help="write the HTML report (and OUT.cer.png, the CER chart, beside it)")
     q.add_argument("--json", default=None, metavar="OUT.json", help="write the full report as JSON")
@@ -181,6 +183,63 @@ def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_evaluate_pipeline)
 
 
+def _evaluate_printed(a: argparse.Namespace) -> int:
+    """``htr evaluate printed``: printed ink inside handwritten regions, per page."""
+    import json
+    import sys
+
+    from htr_tf.fileio import atomic_write_text
+    from htr_tf.pipeline import PipelineOptions, load_pipeline
+    from htr_tf.printed import evaluate_printed
+
+    models = {k: v for k, v in (("paragraph", a.paragraph), ("lines", a.lines)) if v is not None}
+    pipeline = load_pipeline("local", "greedy", PipelineOptions(find_area=not a.no_area), **models)
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="evaluate", unit="page", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = evaluate_printed(pipeline, a.data, split=a.split, limit=a.limit,
+                                  progress=progress if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if a.report:
+        atomic_write_text(a.report, json.dumps(report, indent=1) + "\n")
+    print(f"pages with printed ink in a handwritten region {report['pages_printed_in_handwritten_region']} "
+          f"(in a handwritten line {report['pages_printed_in_handwritten_line']})  "
+          f"printed components {report['printed_components']}  found in printed lines "
+          f"{report['printed_found']:.4f}  pages with printed regions {report['pages_with_printed_regions']}  "
+          f"layout_ms_per_page {report['layout_ms_per_page']:.1f}  ({report['pages']} pages, split {a.split})")
+    if a.report:
+        print(f"per-page report: {a.report}")
+    return 0
+
+
+def _add_printed_parser(es: argparse._SubParsersAction) -> None:
+    q = es.add_parser(
+        "printed", help="printed text kept out of the handwritten regions (forms whose handwriting is all in the GT)",
+        description="Run the page layout (area, lines, printed lines outside the area) on every form of a split "
+                    "and count the printed ink components (ink outside the ground-truth handwritten lines: "
+                    "meant for synthetic forms, where that is all print) inside handwritten regions and "
+                    "lines, and the share found in printed lines (htr_tf.printed).")
+    q.add_argument("--data", required=True, help="form record set directory (e.g. iam-prepare of `htr data synth`)")
+    q.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    q.add_argument("--paragraph", default=None, help="paragraph bundle (default: bundled)")
+    q.add_argument("--lines", default=None, help="line detector bundle (default: bundled)")
+    q.add_argument("--no-area", action="store_true", help="skip the handwritten-area model (whole page)")
+    q.add_argument("--limit", type=int, default=None, help="only the first N forms")
+    q.add_argument("--report", default=None, metavar="OUT.json", help="write the report with per-page records")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_evaluate_printed)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="CER/WER and layout metrics on a record set")
     es = p.add_subparsers(dest="evaluate_command", metavar="MODEL", required=True)
@@ -188,6 +247,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_evaluate_parsers(es)  # paragraph, lines
     _add_pipeline_parser(es)
+    _add_printed_parser(es)
 
     q = es.add_parser(
         "recognizer", help="pooled CER and WER of a line recogniser on a record set's lines",

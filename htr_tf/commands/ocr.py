@@ -91,6 +91,24 @@ def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
                         "painted out, as `htr data xml-prepare` cuts training lines)")
 
 
+def add_printed_arguments(q: argparse.ArgumentParser) -> None:
+    """``--include-printed`` / ``--no-printed``: printed text outside the handwritten area
+    (:attr:`PipelineOptions.find_printed`, :attr:`PipelineOptions.read_printed`)."""
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--include-printed", action="store_true",
+                   help="recognise printed text too (found outside the handwritten area, e.g. a form's "
+                        "header and prompt): its lines get text and join the page text; by default printed "
+                        "regions are reported (JSON, PAGE, ALTO, overlay) but not read")
+    g.add_argument("--no-printed", action="store_true",
+                   help="do not look for printed text outside the handwritten area (saves the time)")
+
+
+def printed_options(a: argparse.Namespace) -> dict[str, bool]:
+    """The :class:`PipelineOptions` fields :func:`add_printed_arguments`' options set."""
+    read = bool(getattr(a, "include_printed", False))
+    return {"find_printed": read or not getattr(a, "no_printed", False), "read_printed": read}
+
+
 def load_recognizer(model: str | None) -> Any:
     """The Keras recogniser bundle at ``model``, or the bundled one; ModelError saying what to do."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -135,7 +153,7 @@ def pipeline_from_args(a: argparse.Namespace) -> Any:
     from htr_tf.pipeline import Pipeline, PipelineOptions
 
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area,
-                              line_crop=getattr(a, "line_crop", "box"))
+                              line_crop=getattr(a, "line_crop", "box"), **printed_options(a))
     return Pipeline(backend_from_args(a), resolve_decoder(a), options, decoder_options_from_args(a))
 
 
@@ -282,6 +300,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-area", action="store_true",
                    help="skip the handwritten-area model: the whole page is searched for lines")
     add_line_crop_argument(p)
+    add_printed_arguments(p)
     p.add_argument("--backend", default=None, metavar="NAME",
                    help="where the networks run, at page and line level: local (default, Keras in this "
                         "process) or tflite (LiteRT)")
