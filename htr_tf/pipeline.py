@@ -203,6 +203,10 @@ class PipelineOptions:
     #: Look for text lines outside the handwritten area (a form's printed header and prompt,
     #: a letterhead: :mod:`htr_tf.printed`) and report them as ``printed`` regions.
     find_printed: bool = True
+    #: The line detector is given at least this fraction of the page's width around the area
+    #: (:func:`detection_region`): it resizes its region to a fixed width, so a tight area
+    #: round one short line would blow the line up past the sizes it learnt, and split it.
+    min_region_width: float = 0.5
     #: Recognise the printed regions too (``htr ocr --include-printed``); otherwise their
     #: lines have boxes and polygons but no text, and the page text leaves them out.
     read_printed: bool = False
@@ -312,7 +316,7 @@ class Pipeline:
             area, area_score = np.array([0, 0, w, h], np.float32), 0.0
         timings["area"] = time.perf_counter() - t
         t = time.perf_counter()
-        boxes, scores = self.backend.find_lines(gray, area)
+        boxes, scores = self.backend.find_lines(gray, detection_region(area, w, o.min_region_width))
         boxes, scores, shapes = self._kept_lines(gray, boxes, scores)
         timings["lines"] = time.perf_counter() - t
         layout = PageLayout(area, float(area_score), boxes, scores, shapes)
@@ -387,6 +391,22 @@ class Pipeline:
                                                polygon=shape.polygon if shape is not None else None,
                                                baseline=shape.baseline if shape is not None else None))
         return out
+
+
+def detection_region(area: Sequence[float], page_width: int, min_fraction: float) -> np.ndarray:
+    """``area`` (xyxy) widened about its centre to at least ``min_fraction`` of the page width,
+    kept on the page: the region the line detector reads (see ``PipelineOptions.min_region_width``).
+
+    >>> detection_region([100, 150, 480, 220], 1600, 0.5).tolist()
+    [0.0, 150.0, 800.0, 220.0]
+    """
+    a = np.asarray(area, np.float32).reshape(4).copy()
+    need = min_fraction * float(page_width) - float(a[2] - a[0])
+    if need > 0:
+        a[0], a[2] = a[0] - need / 2, a[2] + need / 2
+        shift = max(0.0, -float(a[0])) - max(0.0, float(a[2]) - page_width)
+        a[0], a[2] = max(0.0, a[0] + shift), min(float(page_width), a[2] + shift)
+    return a
 
 
 def make_regions(lines: Sequence[LineResult], area: Sequence[float], score: float,
