@@ -21,11 +21,11 @@ EXAMPLES = Path(htr_tf.__file__).resolve().parent / "assets" / "examples"
 PAGE = EXAMPLES / "page-1.png"
 
 #: Page CER bounds for the bundled models.  Measured with the recogniser bundled on 2026-12-06
-#: (fine-tuned on real multi-writer handwriting: real-writer CER halved, this synthetic-font page
-#: read a little worse): greedy 8.55 %, beam+lm 4.61 %, the same with the TFLite dynamic-range
-#: recogniser.  The recogniser bundled before (synthetic fonts and GW only) read 5.26 / 2.63 %.
-#: A new bundled recogniser that reads this page worse than these bounds fails here.
-MAX_CER = {"greedy": 0.10, "beam+lm": 0.06}
+#: (2.14 M parameters, grown from the 0.91 M one fine-tuned on real multi-writer handwriting):
+#: greedy 6.91 %, beam+lm 3.62 %.  Before: 8.55 / 4.61 % (the 0.91 M fine-tune), 5.26 / 2.63 %
+#: (the 2026-12-03 recogniser, synthetic fonts and GW only).  A new bundled recogniser that
+#: reads this page worse than these bounds fails here.
+MAX_CER = {"greedy": 0.09, "beam+lm": 0.05}
 
 
 def page_cer(lines: list[str]) -> float:
