@@ -6,11 +6,11 @@ import argparse
 
 from htr_tf.commands.ocr import (DECODER_OPTION_HELP, add_decoder_arguments, add_line_crop_argument,
                                  add_printed_arguments, decoder_from_args, load_recognizer, printed_options)
+from htr_tf.commands.progress import progress_bar
 
 
 def _evaluate_recognizer(a: argparse.Namespace) -> int:
     import json
-    import sys
 
     from htr_tf.errors import ConfigError
     from htr_tf.evaluate import evaluate_recognizer
@@ -20,23 +20,9 @@ def _evaluate_recognizer(a: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {a.batch_size}")
     recognizer = load_recognizer(a.model)
     decoder = decoder_from_args(a, recognizer.decoding)
-    bar = None
-    if not a.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="evaluate", unit="line", file=sys.stderr, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
+    with progress_bar("evaluate", "line", a.quiet) as progress:
         report = evaluate_recognizer(recognizer, a.data, split=a.split, decoder=decoder,
-                                     batch_size=a.batch_size, limit=a.limit,
-                                     progress=progress if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
+                                     batch_size=a.batch_size, limit=a.limit, progress=progress)
     report = {"model": str(a.model), **report}
     if a.report:
         atomic_write_text(a.report, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
@@ -55,7 +41,6 @@ def _evaluate_recognizer(a: argparse.Namespace) -> int:
 def _evaluate_pipeline(a: argparse.Namespace) -> int:
     """``htr evaluate pipeline``: line level and page level side by side, per decoder."""
     import json
-    import sys
 
     from htr_tf.decode import build_decoder
     from htr_tf.errors import ConfigError
@@ -90,23 +75,12 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
             getattr(d, "close", lambda: None)()
         raise
     records = a.data if a.data is not None else pages_from_files(a.pages)
-    bar = None
-    if not a.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="evaluate", unit="page", file=sys.stderr, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
     try:
-        report = evaluate_pipeline(pipeline, records, split=a.split, decoders=decoders, limit=a.limit,
-                                   progress=progress if bar is not None else None, worst=a.worst,
-                                   sclite=(a.sclite_dir or True) if a.sclite else False)
+        with progress_bar("evaluate", "page", a.quiet) as progress:
+            report = evaluate_pipeline(pipeline, records, split=a.split, decoders=decoders, limit=a.limit,
+                                       progress=progress, worst=a.worst,
+                                       sclite=(a.sclite_dir or True) if a.sclite else False)
     finally:
-        if bar is not None:
-            bar.close()
         for d in decoders:
             getattr(d, "close", lambda: None)()
     print(format_summary(report))
@@ -186,7 +160,6 @@ def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
 def _evaluate_printed(a: argparse.Namespace) -> int:
     """``htr evaluate printed``: printed ink inside handwritten regions, per page."""
     import json
-    import sys
 
     from htr_tf.fileio import atomic_write_text
     from htr_tf.pipeline import PipelineOptions, load_pipeline
@@ -194,22 +167,8 @@ def _evaluate_printed(a: argparse.Namespace) -> int:
 
     models = {k: v for k, v in (("paragraph", a.paragraph), ("lines", a.lines)) if v is not None}
     pipeline = load_pipeline("local", "greedy", PipelineOptions(find_area=not a.no_area), **models)
-    bar = None
-    if not a.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="evaluate", unit="page", file=sys.stderr, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        report = evaluate_printed(pipeline, a.data, split=a.split, limit=a.limit,
-                                  progress=progress if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
+    with progress_bar("evaluate", "page", a.quiet) as progress:
+        report = evaluate_printed(pipeline, a.data, split=a.split, limit=a.limit, progress=progress)
     if a.report:
         atomic_write_text(a.report, json.dumps(report, indent=1) + "\n")
     print(f"pages with printed ink in a handwritten region {report['pages_printed_in_handwritten_region']} "

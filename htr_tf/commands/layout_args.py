@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
+
+from htr_tf.commands.progress import progress_bar
 
 __all__ = ["add_train_parsers", "add_evaluate_parsers", "add_export_parsers", "load_layout_model",
            "default_layout_model_path"]
@@ -160,27 +161,13 @@ def _evaluate(kind: str):
         from htr_tf.layout_eval import evaluate_lines, evaluate_paragraph
 
         model = load_layout_model(kind, a.model)
-        bar = None
-        if not a.quiet:
-            from tqdm import tqdm
-
-            bar = tqdm(desc=f"evaluate {kind}", unit="page", file=sys.stderr, leave=False)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
+        with progress_bar(f"evaluate {kind}", "page", a.quiet) as progress:
             if kind == "paragraph":
-                report = evaluate_paragraph(model, a.data, split=a.split, limit=a.limit,
-                                            progress=progress if bar is not None else None)
+                report = evaluate_paragraph(model, a.data, split=a.split, limit=a.limit, progress=progress)
             else:
                 area = None if a.area == "gt" else load_layout_model("paragraph", a.area)
                 report = evaluate_lines(model, a.data, split=a.split, paragraph=area, limit=a.limit,
-                                        progress=progress if bar is not None else None)
-        finally:
-            if bar is not None:
-                bar.close()
+                                        progress=progress)
         report = {"model": str(a.model or "bundled"), "data": str(a.data), **report}
         if a.report:
             atomic_write_text(a.report, json.dumps(report, indent=1) + "\n")
