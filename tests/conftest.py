@@ -50,6 +50,17 @@ def random_sentence(rng: random.Random, n_min: int = 2, n_max: int = 6) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(n_min, n_max)))
 
 
+def log_probs_reading(text: str, widths, frames: int, num_classes: int, chars: str):
+    """Fake recogniser output: every line of a batch reads ``text`` greedily (one character every
+    other frame, blanks between); frame lengths are ``width // 8``."""
+    lp = np.full((len(widths), frames, num_classes), np.log(1e-4), np.float32)
+    lp[:, :, 0] = np.log(0.99)
+    for t, ch in enumerate(text):
+        lp[:, 2 * t + 1, :] = np.log(1e-4)
+        lp[:, 2 * t + 1, chars.index(ch) + 1] = np.log(0.9)
+    return lp, (np.asarray(widths) // 8).astype(np.int32)
+
+
 def make_line_records(out: Path, splits: dict[str, int] | None = None, seed: int = 0) -> Path:
     """Write a tiny line record set rendered with Hershey fonts; returns its path."""
     from htr_tf.charset import Charset

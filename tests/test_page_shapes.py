@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import log_probs_reading
 from test_line_shapes import _detected_boxes, _note_page
 
 from htr_tf.line_shapes import line_shapes
@@ -32,13 +33,7 @@ class _NoteBackend:
 
     def log_probs(self, images, widths):
         self.widths += [int(w) for w in widths]
-        B, T, C = len(widths), images.shape[2] // 8, self.charset.num_classes
-        lp = np.full((B, T, C), np.log(1e-4), np.float32)
-        lp[:, :, 0] = np.log(0.99)
-        for t, ch in enumerate("the"):
-            lp[:, 2 * t + 1, :] = np.log(1e-4)
-            lp[:, 2 * t + 1, self.charset.chars.index(ch) + 1] = np.log(0.9)
-        return lp, (np.asarray(widths) // 8).astype(np.int32)
+        return log_probs_reading("the", widths, images.shape[2] // 8, self.charset.num_classes, self.charset.chars)
 
 
 @pytest.mark.parametrize("crop", ["box", "polygon"])

@@ -8,6 +8,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import log_probs_reading
 
 from htr_tf.charset import DEFAULT_CHARSET
 from htr_tf.geometry import LineGeometry
@@ -53,13 +54,7 @@ class FormBackend:
         return PRINT[inside], np.full(int(inside.sum()), 0.7, np.float32)
 
     def log_probs(self, images, widths):
-        B, T, C = len(widths), images.shape[2] // 8, self.charset.num_classes
-        lp = np.full((B, T, C), np.log(1e-4), np.float32)
-        lp[:, :, 0] = np.log(0.99)
-        for t, ch in enumerate("the"):
-            lp[:, 2 * t + 1, :] = np.log(1e-4)
-            lp[:, 2 * t + 1, self.charset.chars.index(ch) + 1] = np.log(0.9)
-        return lp, (np.asarray(widths) // 8).astype(np.int32)
+        return log_probs_reading("the", widths, images.shape[2] // 8, self.charset.num_classes, self.charset.chars)
 
 
 def test_bands_leave_out_the_area_and_its_margin_and_thin_or_narrow_strips():
