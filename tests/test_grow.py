@@ -74,10 +74,22 @@ def test_added_classes_keep_the_old_classes_ratios():
     {"projection": 0},
     {"conv_pool": ((2, 2), (2, 1))},
     {"rnn_units": 4},
+    {"separable_blocks": (1,), "conv_filters": (5, 6)},
 ])
 def test_what_cannot_grow_is_named(change):
     with pytest.raises(ConfigError, match="cannot start from the --init bundle"):
         check_growable(RecognizerConfig(**SMALL), RecognizerConfig(**{**SMALL, **change}))
+
+
+def test_separable_blocks_keep_their_weights_while_the_rnn_grows():
+    small = RecognizerConfig(**SMALL, separable_blocks=(1,))
+    wide = RecognizerConfig(**{**SMALL, "rnn_units": 9}, separable_blocks=(1,))
+    source = _randomised(small, 10)
+    net = build_recognizer(wide, 10, HEIGHT)
+    transfer_weights(net, wide, source, small)
+    x = _inputs()
+    np.testing.assert_allclose(np.asarray(net(x, training=False)["log_probs"])[0],
+                               np.asarray(source(x, training=False)["log_probs"])[0], atol=1e-4)
 
 
 def test_fewer_classes_is_refused():

@@ -37,6 +37,8 @@ def check_growable(source: Any, target: Any) -> None:
         diff.append(f"conv_filters: {len(source.conv_filters)} blocks -> {len(target.conv_filters)}")
     elif any(t < s for s, t in zip(source.conv_filters, target.conv_filters)):
         diff.append(f"conv_filters narrower: {list(source.conv_filters)} -> {list(target.conv_filters)}")
+    if target.separable_blocks and target.conv_filters != source.conv_filters:
+        diff.append("conv_filters of a network with separable blocks cannot change")
     if bool(source.projection) != bool(target.projection) or target.projection < source.projection:
         diff.append(f"projection: {source.projection} -> {target.projection}")
     if source.rnn_layers and target.rnn_units < source.rnn_units:
@@ -87,18 +89,15 @@ def transfer_weights(net: Any, config: Any, source: Any, source_config: Any) -> 
     for i, _ in enumerate(config.conv_filters):
         for j in range(config.conv_per_block):
             layer, new, old = pair(f"block{i + 1}_conv{j + 1}")
-            if i in config.separable_blocks:
-                if [w.shape for w in new] != [w.shape for w in old]:
-                    raise ConfigError(f"block {i + 1} is separable: it cannot be widened")
+            if i in config.separable_blocks:  # conv widths unchanged (check_growable): copied as they are
                 layer.set_weights(old)
             else:
                 k = new[0].copy()
                 n_out = old[0].shape[-1]
                 k[..., :n_out] = 0.0
                 k[:, :, rows, :n_out] = old[0]
-                ws = [k] + ([_copy_prefix(new[1], old[1])] if len(new) > 1 else [])
-                layer.set_weights(ws)
-            rows = np.arange(old[0].shape[-1])
+                layer.set_weights([k] + ([_copy_prefix(new[1], old[1])] if len(new) > 1 else []))
+            rows = np.arange(source_config.conv_filters[i])
             if config.batch_norm:
                 layer, new, old = pair(f"block{i + 1}_bn{j + 1}")
                 layer.set_weights([_copy_prefix(n, o) for n, o in zip(new, old)])
