@@ -141,7 +141,7 @@ class _Interrupt(keras.callbacks.Callback):
 def test_interrupted_run_resumes_at_the_next_epoch(tiny_line_records, tmp_path):
     from htr_tf.train.recognizer import train_recognizer
 
-    cfg = tiny_config(tiny_line_records, epochs=3, steps_per_epoch=2)
+    cfg = tiny_config(tiny_line_records, epochs=3, steps_per_epoch=2, keep_epochs=2)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train_recognizer(cfg, out, callbacks=[_Interrupt(at=1)], verbose=0)
@@ -157,6 +157,9 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_line_records, tmp_path):
     last = Recognizer.load(out / "last")
     assert last.info["epoch"] == 3 and last.info["step"] == 6
     assert best.info["metrics"]["val_cer"] == min(r["val_cer"] for r in result.history)
+    # keep_epochs: the last two epochs' bundles, across the interruption, ready to average
+    assert sorted(p.name for p in (out / "epochs").iterdir()) == ["epoch-002", "epoch-003"]
+    assert Recognizer.load(out / "epochs" / "epoch-003").info["epoch"] == 3
     assert (out / "train_config.yaml").exists() and any((out / "logs").rglob("events.out.tfevents*"))
     # the backup's weights must not resume into a different architecture
     with pytest.raises(ConfigError, match="different model.*downsample"):

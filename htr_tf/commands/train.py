@@ -39,6 +39,24 @@ def _train_recognizer(a: argparse.Namespace) -> int:
     return 0
 
 
+def _average(a: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from htr_tf.errors import ConfigError
+    from htr_tf.models.average import average_recognizers
+
+    weights = None
+    if a.weights:
+        try:
+            weights = [float(x) for x in a.weights.split(",")]
+        except ValueError:
+            raise ConfigError(f"--weights: expected comma-separated numbers, got {a.weights!r}") from None
+    rec = average_recognizers(a.bundles, weights)
+    rec.save(a.out)
+    print(f"averaged {len(a.bundles)} bundles into {a.out}; check it on a validation split: "
+          f"htr evaluate recognizer --model {a.out} --data RECORDS --split validation")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (recognizer, paragraph, lines) with keras.fit")
     ts = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
@@ -71,3 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int)
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=_train_recognizer)
+
+    v = ts.add_parser(
+        "average", help="average the weights of recognizer bundles from one start (checkpoint averaging)",
+        description="Average the weights of recognizer bundles of one network that started from the same "
+                    "bundle: epoch snapshots of one run, or runs with other seeds or data weights (model "
+                    "soup). Check the average on a validation split before using it.")
+    v.add_argument("bundles", nargs="+", metavar="BUNDLE", help="recognizer bundle directories (two or more)")
+    v.add_argument("--out", required=True, help="output bundle directory (written atomically)")
+    v.add_argument("--weights", metavar="W1,W2,...", help="relative weight of each bundle (default: equal)")
+    v.set_defaults(func=_average)

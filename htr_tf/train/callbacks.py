@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -101,7 +102,9 @@ class TextMetrics(keras.callbacks.Callback):
 
 
 class BundleCheckpoint(keras.callbacks.Callback):
-    """Save the recogniser bundle: ``best_dir`` when ``monitor`` improves, ``last_dir`` each epoch.
+    """Save the recogniser bundle: ``best_dir`` when ``monitor`` improves, ``last_dir`` each epoch,
+    and, with ``keep_epochs`` > 0, ``epochs_dir/epoch-NNN`` for the last ``keep_epochs`` epochs
+    (members for checkpoint averaging, :func:`htr_tf.models.average.average_recognizers`).
 
     ``make_bundle(epoch, logs)`` returns the :class:`Recognizer` to save (with float32
     weights and ``info`` filled in).  On a resumed run the best value is read back from the
@@ -109,10 +112,13 @@ class BundleCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, make_bundle: Callable[[int, dict], Recognizer], best_dir: Path | None,
-                 last_dir: Path | None, monitor: str = "val_cer", mode: str = "min", verbose: int = 1):
+                 last_dir: Path | None, monitor: str = "val_cer", mode: str = "min", verbose: int = 1,
+                 epochs_dir: Path | None = None, keep_epochs: int = 0):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.epochs_dir = Path(epochs_dir) if epochs_dir and keep_epochs > 0 else None
+        self.keep_epochs = keep_epochs
         self.make_bundle = make_bundle
         self.best_dir = Path(best_dir) if best_dir else None
         self.last_dir = Path(last_dir) if last_dir else None
@@ -140,11 +146,16 @@ class BundleCheckpoint(keras.callbacks.Callback):
         value = logs.get(self.monitor)
         value = float(value) if value is not None else None
         improved = self.best_dir is not None and self._improved(value)
-        if not improved and self.last_dir is None:
+        if not improved and self.last_dir is None and self.epochs_dir is None:
             return
         bundle = self.make_bundle(epoch, logs)
         if self.last_dir is not None:
             bundle.save(self.last_dir)
+        if self.epochs_dir is not None:
+            bundle.save(self.epochs_dir / f"epoch-{epoch + 1:03d}")
+            kept = sorted(p for p in self.epochs_dir.glob("epoch-*") if p.is_dir())
+            for old in kept[:-self.keep_epochs]:
+                shutil.rmtree(old, ignore_errors=True)
         if improved:
             bundle.save(self.best_dir)
             if self.verbose:

@@ -5,6 +5,7 @@ The recipe is a :class:`TrainConfig` (``training/recognizer.yaml``).  The output
     OUT/
       best/              the Recognizer bundle with the best validation CER so far
       last/              the bundle of the last finished epoch
+      epochs/epoch-NNN/  with ``keep_epochs: N``, the bundles of the last N epochs (to average)
       train_config.yaml  the config this run used (with command-line overrides applied)
       history.json       one record per epoch: loss, val_cer, val_wer, val_loss, lr, lines/s
       logs/              TensorBoard event files
@@ -113,6 +114,8 @@ class TrainConfig(Config):
     shuffle_buffer: int = 2048
     bucket_by_width: bool = True
     early_stopping_patience: int = 0
+    #: keep the bundles of the last N epochs in ``OUT/epochs`` (``htr train average`` members)
+    keep_epochs: int = 0
     seed: int = 0
     init: str = ""
     grow: bool = False
@@ -141,7 +144,7 @@ class TrainConfig(Config):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TrainConfig: {name} must be >= 1")
         for name in ("steps_per_epoch", "validation_max_lines", "warmup_steps", "early_stopping_patience",
-                     "plateau_patience"):
+                     "plateau_patience", "keep_epochs"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"TrainConfig: {name} must be >= 0")
         if not isinstance(self.augment, (bool, dict)):
@@ -501,7 +504,8 @@ def train_recognizer(config: TrainConfig, out: str | os.PathLike, *, distribute:
             callback_list.append(cbs.TextMetrics(export_net, val_ds, charset, verbose=verbose))
         callback_list += [
             cbs.BundleCheckpoint(make_bundle, wdir / "best" if chief else None,
-                                 wdir / "last" if chief else None, monitor=monitor),
+                                 wdir / "last" if chief else None, monitor=monitor,
+                                 epochs_dir=wdir / "epochs" if chief else None, keep_epochs=config.keep_epochs),
             cbs.HistoryFile(wdir / "history.json", extra={"monitor": monitor, "steps_per_epoch": steps,
                                                           "batch_size": config.batch_size}),
         ]
