@@ -21,11 +21,12 @@ EXAMPLES = Path(htr_tf.__file__).resolve().parent / "assets" / "examples"
 PAGE = EXAMPLES / "page-1.png"
 
 #: Page CER bounds for the bundled models.  Measured with the recogniser bundled on 2026-12-06
-#: (2.14 M parameters, grown from the 0.91 M one fine-tuned on real multi-writer handwriting):
-#: greedy 6.91 %, beam+lm 3.62 %.  Before: 8.55 / 4.61 % (the 0.91 M fine-tune), 5.26 / 2.63 %
-#: (the 2026-12-03 recogniser, synthetic fonts and GW only).  A new bundled recogniser that
-#: reads this page worse than these bounds fails here.
-MAX_CER = {"greedy": 0.09, "beam+lm": 0.05}
+#: evening (2.14 M parameters, the average of two continued runs) and polygon line crops, the
+#: default since then: greedy 6.25 %, beam+lm 3.29 % (box crops: 7.57 / 3.62 %).  Before: 6.91 /
+#: 3.62 % (the afternoon's 2.14 M bundle, box crops), 8.55 / 4.61 % (the 0.91 M fine-tune),
+#: 5.26 / 2.63 % (the 2026-12-03 recogniser, synthetic fonts and GW only).  A new bundled
+#: recogniser that reads this page worse than these bounds fails here.
+MAX_CER = {"greedy": 0.085, "beam+lm": 0.045}
 
 
 def page_cer(lines: list[str]) -> float:
@@ -48,10 +49,10 @@ def local_results():
     return backend, {d: Pipeline(backend, d).run(PAGE) for d in decoders()}
 
 
-def assert_same_layout(got, ref) -> None:
+def assert_same_layout(got, ref, line_atol: float = 0.5) -> None:
     assert len(got.lines) == len(ref.lines) == 7
     np.testing.assert_allclose(got.regions[0].box, ref.regions[0].box, atol=0.5)
-    np.testing.assert_allclose([ln.box for ln in got.lines], [ln.box for ln in ref.lines], atol=0.5)
+    np.testing.assert_allclose([ln.box for ln in got.lines], [ln.box for ln in ref.lines], atol=line_atol)
 
 
 @pytest.mark.parametrize("decoder", ["greedy", "beam+lm"])
@@ -68,20 +69,26 @@ def test_bundled_models_read_the_example_page_within_the_cer_bound(local_results
 def test_tflite_reads_the_example_page_as_local(local_results, tmp_path):
     pytest.importorskip("ai_edge_litert")
     from htr_tf import tflite
-    from htr_tf.pipeline import Pipeline
+    from htr_tf.pipeline import Pipeline, PipelineOptions
 
     local, results = local_results
     bundled = tflite.TFLiteBackend.load()
     for decoder, ref in results.items():
         got = Pipeline(bundled, decoder).run(PAGE)
-        assert_same_layout(got, ref)                     # float16 layout models: the same boxes
+        # float16 layout models: the same area, and line boxes within a few pixels (a line's box is
+        # its polygon crop's, and the polygon follows the ink round a detector box that float16
+        # moves by under a pixel)
+        assert_same_layout(got, ref, line_atol=4.0)
         # the bundled recogniser is quantised (int8 weights): close to the Keras model, not equal
         assert page_cer([ln.text for ln in got.lines]) <= MAX_CER[decoder]
     # unquantised, the TFLite recogniser reads every line as the Keras model does
     float_rec = tflite.TFLiteRecognizer(tflite.convert_bundle("recognizer", None, tmp_path / "rec.tflite"))
+    # (box crops: they are the detector's boxes, the same on both; polygon crops follow the ink
+    # round them and may differ by a pixel or two, and so by a character)
     same = tflite.TFLiteBackend(float_rec, bundled.paragraph, bundled.lines)
-    for decoder, ref in results.items():
-        assert Pipeline(same, decoder).run(PAGE).text == ref.text
+    box = PipelineOptions(line_crop="box")
+    for decoder in results:
+        assert Pipeline(same, decoder, box).run(PAGE).text == Pipeline(local, decoder, box).run(PAGE).text
 
 
 def test_grpc_reads_the_example_page_as_local(local_results, tmp_path):

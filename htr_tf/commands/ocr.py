@@ -85,10 +85,11 @@ def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = N
 
 def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
     """``--line-crop``: how the page pipeline cuts detected lines (:attr:`PipelineOptions.line_crop`)."""
-    q.add_argument("--line-crop", choices=["box", "polygon"], default="box",
-                   help="how detected lines are cut for the recogniser: box (default; padded box, "
-                        "neighbours' ink painted out) or polygon (the line's outline, ink outside it "
-                        "painted out, as `htr data xml-prepare` cuts training lines)")
+    q.add_argument("--line-crop", choices=["box", "polygon"], default="polygon",
+                   help="how detected lines are cut for the recogniser: polygon (default; the line's "
+                        "outline, ink outside it painted out, as `htr data xml-prepare` cuts training "
+                        "lines) or box (padded box, neighbours' ink painted out; better on tightly "
+                        "spaced lines such as GW's)")
 
 
 def add_printed_arguments(q: argparse.ArgumentParser) -> None:
@@ -153,7 +154,7 @@ def pipeline_from_args(a: argparse.Namespace) -> Any:
     from htr_tf.pipeline import Pipeline, PipelineOptions
 
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area,
-                              line_crop=getattr(a, "line_crop", "box"), **printed_options(a))
+                              line_crop=getattr(a, "line_crop", "polygon"), **printed_options(a))
     return Pipeline(backend_from_args(a), resolve_decoder(a), options, decoder_options_from_args(a))
 
 
