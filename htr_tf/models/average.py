@@ -54,8 +54,8 @@ def average_recognizers(bundles: Sequence[str | os.PathLike], weights: Sequence[
     first = Recognizer.load(bundles[0])
     total = [np.zeros(v.shape, np.float64) for v in first.model.get_weights()]
     members = []
-    for path, share in zip(bundles, w):
-        rec = first if path is bundles[0] else Recognizer.load(path)
+    for k, (path, share) in enumerate(zip(bundles, w)):
+        rec = first if k == 0 else Recognizer.load(path)
         for what, mine, theirs in (("architecture", rec.config, first.config),
                                    ("charset", rec.charset, first.charset),
                                    ("geometry", rec.geometry, first.geometry)):
@@ -68,5 +68,4 @@ def average_recognizers(bundles: Sequence[str | os.PathLike], weights: Sequence[
     first.model.set_weights([t.astype(np.float32) for t in total])
     info = {k: v for k, v in first.info.items() if k not in ("metrics", "saved")}
     first.info = {**info, "averaged_from": members}
-    first._predict = None
     return first
