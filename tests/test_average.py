@@ -1,4 +1,4 @@
-"""Averaging recogniser bundles: the weighted mean of every weight, and refusal of unlike members."""
+"""Averaging bundles: the weighted mean of every weight, every bundle kind, and refusal of unlike members."""
 
 import json
 
@@ -9,7 +9,8 @@ from htr_tf.charset import Charset
 from htr_tf.cli import main
 from htr_tf.errors import ConfigError
 from htr_tf.geometry import LineGeometry
-from htr_tf.models.average import average_recognizers
+from htr_tf.models.average import average_bundles, average_recognizers
+from htr_tf.models.lines import LineDetector, LineDetectorConfig
 from htr_tf.models.recognizer import Recognizer, RecognizerConfig
 
 CONFIG = RecognizerConfig(conv_filters=(4, 6), conv_pool=((2, 2), (2, 2)), projection=8, rnn_units=5,
@@ -70,3 +71,27 @@ def test_cli_averages_and_reports_errors_in_one_line(tmp_path, capsys):
                  "--weights", "1,one"]) == 1
     assert "--weights" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def _detector(path, seed):
+    det = LineDetector.create(LineDetectorConfig.tiny(), {"epoch": seed})
+    rng = np.random.default_rng(seed)
+    det.model.set_weights([rng.normal(0, 1, w.shape).astype(w.dtype) for w in det.model.get_weights()])
+    det.save(path)
+    return det
+
+
+def test_line_detectors_interpolate_and_kinds_do_not_mix(tmp_path):
+    a = _detector(tmp_path / "start", 1)
+    b = _detector(tmp_path / "finetuned", 2)
+    mid = average_bundles([tmp_path / "start", tmp_path / "finetuned"], weights=[1, 1])
+    assert isinstance(mid, LineDetector)
+    for got, wa, wb in zip(mid.model.get_weights(), a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_allclose(got, 0.5 * wa + 0.5 * wb, rtol=1e-5, atol=1e-6)
+    mid.save(tmp_path / "mid")
+    assert LineDetector.load(tmp_path / "mid").info["averaged_from"][1]["epoch"] == 2
+    _bundle(tmp_path / "rec", 1)
+    with pytest.raises(ConfigError, match="recognizer bundle cannot be averaged with"):
+        average_bundles([tmp_path / "start", tmp_path / "rec"])
+    with pytest.raises(ConfigError, match="not a recognizer bundle"):
+        average_recognizers([tmp_path / "start", tmp_path / "finetuned"])

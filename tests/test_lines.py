@@ -219,11 +219,13 @@ def test_train_lines_smoke(form_records, tmp_path):
     from htr_tf.train.layout import LinesTrainConfig, train_lines
 
     cfg = LinesTrainConfig(model=LineDetectorConfig.tiny(), data=(f"{form_records}:train",), batch_size=2,
-                           epochs=1, steps_per_epoch=2, warmup_steps=0, crop_height=64,
-                           cache_area_width=160, workers=1)
+                           epochs=2, steps_per_epoch=2, warmup_steps=0, crop_height=64,
+                           cache_area_width=160, workers=1, keep_epochs=1)
     r = train_lines(cfg, tmp_path / "run", verbose=0)
     assert r.best is not None and {"val_map", "val_recall50"} <= set(r.history[0])
-    assert LineDetector.load(r.last).info["epoch"] == 1
+    assert LineDetector.load(r.last).info["epoch"] == 2
+    kept = sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir())
+    assert kept == ["epoch-002"] and LineDetector.load(tmp_path / "run" / "epochs" / "epoch-002").info["epoch"] == 2
 
 
 def test_cli_parsers_evaluate_and_export(tiny_lines, form_records, tmp_path, capsys):

@@ -42,7 +42,7 @@ def _train_recognizer(a: argparse.Namespace) -> int:
 def _average(a: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from htr_tf.errors import ConfigError
-    from htr_tf.models.average import average_recognizers
+    from htr_tf.models.average import average_bundles
 
     weights = None
     if a.weights:
@@ -50,10 +50,12 @@ def _average(a: argparse.Namespace) -> int:
             weights = [float(x) for x in a.weights.split(",")]
         except ValueError:
             raise ConfigError(f"--weights: expected comma-separated numbers, got {a.weights!r}") from None
-    rec = average_recognizers(a.bundles, weights)
-    rec.save(a.out)
+    bundle = average_bundles(a.bundles, weights)
+    bundle.save(a.out)
+    check = {"lines": "lines --model", "paragraph": "paragraph --model"}.get(bundle.metadata()["kind"],
+                                                                         "recognizer --model")
     print(f"averaged {len(a.bundles)} bundles into {a.out}; check it on a validation split: "
-          f"htr evaluate recognizer --model {a.out} --data RECORDS --split validation")
+          f"htr evaluate {check} {a.out} --data RECORDS --split validation")
     return 0
 
 
@@ -91,11 +93,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_train_recognizer)
 
     v = ts.add_parser(
-        "average", help="average the weights of recognizer bundles from one start (checkpoint averaging)",
-        description="Average the weights of recognizer bundles of one network that started from the same "
-                    "bundle: epoch snapshots of one run, or runs with other seeds or data weights (model "
-                    "soup). Check the average on a validation split before using it.")
-    v.add_argument("bundles", nargs="+", metavar="BUNDLE", help="recognizer bundle directories (two or more)")
+        "average", help="average the weights of bundles from one start (checkpoint averaging, model soup)",
+        description="Average the weights of bundles (recognizer, lines or paragraph) of one network that "
+                    "started from the same bundle: epoch snapshots of one run, runs with other seeds or data "
+                    "weights (model soup), or a fine-tune and its start (--weights 1,1 is halfway). Check "
+                    "the average on a validation split before using it.")
+    v.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle directories of one kind (two or more)")
     v.add_argument("--out", required=True, help="output bundle directory (written atomically)")
     v.add_argument("--weights", metavar="W1,W2,...", help="relative weight of each bundle (default: equal)")
     v.set_defaults(func=_average)

@@ -1,11 +1,16 @@
-"""Average the weights of recognisers trained from one start (checkpoint averaging, model soups).
+"""Average the weights of bundles trained from one start (checkpoint averaging, model soups).
 
 Epoch snapshots late in one run, or runs that started from the same bundle with other seeds or
 data weights, lie in one basin of the loss; their weight average usually reads better than any
 one of them (stochastic weight averaging, Izmailov et al., UAI 2018; model soups, Wortsman et
 al., ICML 2022), and it costs no training.  Networks from different starts do not average:
 their units are permuted, so the mean is noise.  Choose the members and check the average on a
-validation split (``htr evaluate recognizer``), never on the test split.
+validation split (``htr evaluate recognizer``, ``htr evaluate lines``), never on the test split.
+
+It works for every bundle kind: recognisers, line detectors and handwritten-area models.  With
+a fine-tuned bundle and the bundle it started from, the weights interpolate between the two
+(WiSE-FT, Wortsman et al., CVPR 2022): part of the fine-tune's gain on the new data, part of the
+start's behaviour on the old.
 
 Batch-norm moving statistics are averaged like the other weights: close members have close
 statistics, and the validation check catches the case where they do not.
@@ -13,14 +18,16 @@ statistics, and the validation check catches the case where they do not.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from htr_tf.errors import ConfigError
 
-__all__ = ["average_recognizers"]
+__all__ = ["average_bundles", "average_recognizers"]
 
 
 def _member_summary(path: str | os.PathLike, info: dict) -> dict[str, Any]:
@@ -31,15 +38,41 @@ def _member_summary(path: str | os.PathLike, info: dict) -> dict[str, Any]:
             **{k: metrics[k] for k in ("val_cer", "val_wer") if k in metrics}}
 
 
-def average_recognizers(bundles: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> Any:
-    """The weighted mean of recogniser bundles with one architecture, charset and geometry.
+def _bundle_class(kind: str) -> Any:
+    if kind == "recognizer":
+        from htr_tf.models.recognizer import Recognizer
+        return Recognizer
+    if kind == "lines":
+        from htr_tf.models.lines import LineDetector
+        return LineDetector
+    if kind == "paragraph":
+        from htr_tf.models.paragraph import ParagraphModel
+        return ParagraphModel
+    raise ConfigError(f"bundles of kind {kind!r} cannot be averaged")
 
-    Returns a :class:`~htr_tf.models.recognizer.Recognizer` whose ``info`` is the first
-    member's, with ``averaged_from`` listing every member (path, epoch, validation metrics)
-    and its weight; the first member's tuned decoder settings are kept.
+
+def _bundle_kind(path: str | os.PathLike) -> str:
+    from htr_tf.bundle import META_FILE
+    from htr_tf.errors import ModelError
+
+    meta = Path(path) / META_FILE
+    try:
+        kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ModelError(f"{path}: not a model bundle ({meta.name} unreadable: {e})") from None
+    return str(kind)
+
+
+def average_bundles(bundles: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> Any:
+    """The weighted mean of bundles of one kind, architecture (and, for recognisers, charset and
+    geometry).
+
+    Returns the bundle object of that kind (:class:`~htr_tf.models.recognizer.Recognizer`,
+    :class:`~htr_tf.models.lines.LineDetector`, :class:`~htr_tf.models.paragraph.ParagraphModel`)
+    whose ``info`` is the first member's, with ``averaged_from`` listing every member (path,
+    epoch, validation metrics) and its weight; a recogniser keeps the first member's tuned
+    decoder settings.
     """
-    from htr_tf.models.recognizer import Recognizer
-
     if len(bundles) < 2:
         raise ConfigError(f"averaging needs at least two bundles, got {len(bundles)}")
     if weights is None:
@@ -51,21 +84,33 @@ def average_recognizers(bundles: Sequence[str | os.PathLike], weights: Sequence[
         raise ConfigError(f"weights must be non-negative with a positive sum, got {list(weights)}")
     w = w / w.sum()
 
-    first = Recognizer.load(bundles[0])
+    kind = _bundle_kind(bundles[0])
+    cls = _bundle_class(kind)
+    first = cls.load(bundles[0])
     total = [np.zeros(v.shape, np.float64) for v in first.model.get_weights()]
     members = []
     for k, (path, share) in enumerate(zip(bundles, w)):
-        rec = first if k == 0 else Recognizer.load(path)
-        for what, mine, theirs in (("architecture", rec.config, first.config),
-                                   ("charset", rec.charset, first.charset),
-                                   ("geometry", rec.geometry, first.geometry)):
-            if mine != theirs:
-                raise ConfigError(f"{path}: its {what} differs from {bundles[0]}'s; only bundles of one "
+        if k and _bundle_kind(path) != kind:
+            raise ConfigError(f"{path}: a {_bundle_kind(path)} bundle cannot be averaged with "
+                              f"{bundles[0]}, a {kind} bundle")
+        bundle = first if k == 0 else cls.load(path)
+        for what in ("config", "charset", "geometry"):
+            if getattr(bundle, what, None) != getattr(first, what, None):
+                name = "architecture" if what == "config" else what
+                raise ConfigError(f"{path}: its {name} differs from {bundles[0]}'s; only bundles of one "
                                   "network (the same --init start) can be averaged")
-        for i, value in enumerate(rec.model.get_weights()):
+        for i, value in enumerate(bundle.model.get_weights()):
             total[i] = total[i] + share * value.astype(np.float64)
-        members.append({**_member_summary(path, rec.info), "weight": round(float(share), 6)})
+        members.append({**_member_summary(path, bundle.info), "weight": round(float(share), 6)})
     first.model.set_weights([t.astype(np.float32) for t in total])
     info = {k: v for k, v in first.info.items() if k not in ("metrics", "saved")}
     first.info = {**info, "averaged_from": members}
     return first
+
+
+def average_recognizers(bundles: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> Any:
+    """:func:`average_bundles` for recogniser bundles only (another kind is refused by name)."""
+    for path in bundles[:1]:
+        if _bundle_kind(path) != "recognizer":
+            raise ConfigError(f"{path}: a {_bundle_kind(path)} bundle, not a recognizer bundle")
+    return average_bundles(bundles, weights)

@@ -6,6 +6,7 @@ Recipes are :class:`ParagraphTrainConfig` / :class:`LinesTrainConfig`
     OUT/
       best/              the bundle with the best validation metric so far
       last/              the bundle of the last finished epoch
+      epochs/epoch-NNN/  with ``keep_epochs: N``, the bundles of the last N epochs
       train_config.yaml  the config this run used (with command-line overrides applied)
       history.json       one record per epoch: loss, validation metrics, learning rate
       backup/            BackupAndRestore state: re-running the same command resumes here
@@ -128,6 +129,9 @@ class _LayoutTrainConfig(Config):
     clipnorm: float = 5.0
     augment: Any = True
     early_stopping_patience: int = 0
+    #: keep the bundles of the last N epochs in ``OUT/epochs`` (to compare on whole pages, or
+    #: to average with ``htr train average``)
+    keep_epochs: int = 0
     seed: int = 0
     #: Data-loading threads of the PyDataset.
     workers: int = 2
@@ -142,8 +146,8 @@ class _LayoutTrainConfig(Config):
         for n in ("batch_size", "epochs", "steps_per_epoch", "workers"):
             if int(getattr(self, n)) < 1:
                 raise ConfigError(f"{name}: {n} must be >= 1")
-        if self.warmup_steps < 0 or self.early_stopping_patience < 0:
-            raise ConfigError(f"{name}: warmup_steps and early_stopping_patience must be >= 0")
+        if self.warmup_steps < 0 or self.early_stopping_patience < 0 or self.keep_epochs < 0:
+            raise ConfigError(f"{name}: warmup_steps, early_stopping_patience and keep_epochs must be >= 0")
         if not self.learning_rate > 0 or self.min_learning_rate < 0:
             raise ConfigError(f"{name}: learning_rate must be > 0 and min_learning_rate >= 0")
         if isinstance(self.augment, dict):
@@ -535,7 +539,7 @@ def _train(kind: str, config: _LayoutTrainConfig, out: str | os.PathLike, *, bui
     mode = "min" if monitor == "loss" else "max"
     callback_list += [
         cbs.BundleCheckpoint(make_bundle, out / "best", out / "last", monitor=monitor, mode=mode,
-                             verbose=verbose),
+                             verbose=verbose, epochs_dir=out / "epochs", keep_epochs=config.keep_epochs),
         cbs.HistoryFile(out / "history.json", extra={"kind": kind, "monitor": monitor,
                                                     "steps_per_epoch": config.steps_per_epoch,
                                                     "batch_size": config.batch_size}),
