@@ -10,6 +10,10 @@ the recogniser are cut here and nowhere else:
 * :func:`cut_line` - a plain box, padded and clipped, optionally with the neighbours' ink
   that reaches into it painted out (:func:`isolate_line`): what a user's unmasked line
   image looks like, and what the pipeline reads when it has only a box.
+* :func:`cut_apart` - the box grown to hold the line's polygon, with only the ink that lies
+  mostly in *other* lines' polygons painted out: everything of the line's own (a flourish
+  leaving its outline, a faint comma or full stop the outline missed) stays, while the
+  neighbours' ascenders and descenders go.
 
 Pages are 2-D ``uint8`` gray (dark ink on light paper); boxes are xyxy page pixels.
 """
@@ -21,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["LINE_PAD_X", "LINE_PAD_Y", "POLYGON_PAD", "MASK_DILATE", "cut_line", "isolate_line",
-           "cut_polygon", "mask_polygons", "polygon_box", "ink_threshold"]
+           "cut_polygon", "cut_apart", "mask_polygons", "polygon_box", "ink_threshold"]
 
 #: Pixels added left/right and above/below a detected line box before cropping.
 LINE_PAD_X = 4
@@ -94,6 +98,69 @@ def cut_polygon(gray: np.ndarray, polygons: np.ndarray | Sequence[np.ndarray], *
         raise ValueError(f"polygon box {box.tolist()} lies outside the {W}x{H} page")
     thr = ink_threshold(gray) if threshold is None else threshold
     return mask_polygons(gray, polys, box, thr, dilate), box
+
+
+def _fill(shape: tuple[int, int], polygons: Sequence[np.ndarray], origin: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    m = np.zeros(shape, np.uint8)
+    if len(polygons):
+        cv2.fillPoly(m, [np.round(np.asarray(p, np.float64).reshape(-1, 2) - origin).astype(np.int32)
+                         for p in polygons], 1)
+    return m
+
+
+def cut_apart(gray: np.ndarray, box: Sequence[float], polygon: np.ndarray, others: Sequence[np.ndarray], *,
+              pad_x: float = LINE_PAD_X, pad_y: float = LINE_PAD_Y, pad: float = POLYGON_PAD,
+              dilate: int = MASK_DILATE, threshold: float | None = None
+              ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The line at ``box`` with its ``polygon``, apart from the lines whose polygons are ``others``.
+
+    The crop is the padded box grown to hold the padded polygon; an ink component (Otsu,
+    8-connected) is painted with the paper tone when it lies mostly inside the other lines'
+    polygons and not mostly inside this line's (grown by ``dilate``).  Returns the crop and
+    the xyxy box it was cut from.
+    """
+    import cv2
+
+    H, W = gray.shape[:2]
+    b = [float(v) for v in box]
+    pb = polygon_box([polygon], pad, W, H)
+    x0 = int(max(0.0, min(b[0] - pad_x, pb[0])))
+    y0 = int(max(0.0, min(b[1] - pad_y, pb[1])))
+    x1 = int(min(float(W), max(b[2] + pad_x, pb[2])))
+    y1 = int(min(float(H), max(b[3] + pad_y, pb[3])))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError(f"line box {b} lies outside the {W}x{H} page")
+    crop = gray[y0:y1, x0:x1]
+    thr = ink_threshold(gray) if threshold is None else threshold
+    # components are judged in a window a crop height above and below, so a neighbour's
+    # ascender that enters the crop is seen joined to the rest of its line
+    grow = y1 - y0
+    wy0, wy1 = max(0, y0 - grow), min(H, y1 + grow)
+    window = gray[wy0:wy1, x0:x1]
+    mine = _fill(window.shape, [polygon], (x0, wy0))
+    if dilate:
+        mine = cv2.dilate(mine, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
+    theirs = _fill(window.shape, list(others), (x0, wy0)) & (1 - mine)
+    ink = (window <= thr).astype(np.uint8)
+    n, labels = cv2.connectedComponents(ink, connectivity=8)
+    drop = np.zeros(window.shape, bool)
+    if n > 1 and theirs.any():
+        area = np.bincount(labels.ravel(), minlength=n)
+        own = np.bincount(labels[mine > 0], minlength=n)
+        other = np.bincount(labels[theirs > 0], minlength=n)
+        neighbours = (other * 2 > area) & (own * 2 <= area)
+        neighbours[0] = False
+        drop = neighbours[labels]
+    drop = drop[y0 - wy0:y1 - wy0]
+    ink = ink[y0 - wy0:y1 - wy0]
+    box_out = (float(x0), float(y0), float(x1), float(y1))
+    if not drop.any():
+        return crop.copy(), box_out
+    paper_pixels = crop[~drop & (ink == 0)]
+    paper = int(np.median(paper_pixels)) if paper_pixels.size else 255
+    return np.where(drop, np.uint8(paper), crop).astype(np.uint8), box_out
 
 
 def cut_line(gray: np.ndarray, box: Sequence[float], *, pad_x: float = LINE_PAD_X,

@@ -50,7 +50,7 @@ __all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "PageLayout
 #: Pages smaller than this on either side hold no readable text: they give an empty result.
 MIN_PAGE_SIDE = 8
 #: How the pipeline can cut a detected line for the recogniser (:attr:`PipelineOptions.line_crop`).
-LINE_CROPS = ("polygon", "box")
+LINE_CROPS = ("polygon", "box", "apart")
 
 
 class Backend(Protocol):
@@ -198,6 +198,8 @@ class PipelineOptions:
     #: on the validation pages (greedy page CER, 2026-12-06) it read copiste 22.8 % against
     #: 25.9 % for ``box``, peraire 35.7 against 50.5 %, synthetic forms 5.67 against 5.76 %.
     #: GW's tight lines (no validation pages of their own) read better with ``box``.
+    #: ``apart`` (:func:`htr_tf.crop.cut_apart`) is the box grown to hold the polygon with only
+    #: the ink of *other* lines' polygons painted out.
     line_crop: str = "polygon"
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
@@ -370,10 +372,14 @@ class Pipeline:
 
         o, g = self.options, self.geometry
         crops, pboxes = [], []
-        threshold = _crop.ink_threshold(gray) if shapes is not None and o.line_crop == "polygon" else None
+        threshold = _crop.ink_threshold(gray) if shapes is not None and o.line_crop != "box" else None
         for k, b in enumerate(np.asarray(boxes, np.float32).reshape(-1, 4)):
             shape = shapes[k] if shapes is not None else None
-            if threshold is not None and shape is not None and shape.from_ink:
+            if threshold is not None and shape is not None and shape.from_ink and o.line_crop == "apart":
+                others = [sh.polygon for j, sh in enumerate(shapes) if j != k and sh.from_ink]
+                c, pb = _crop.cut_apart(gray, b, shape.polygon, others, pad_x=o.line_pad_x, pad_y=o.line_pad_y,
+                                        threshold=threshold)
+            elif threshold is not None and shape is not None and shape.from_ink:
                 c, cb = _crop.cut_polygon(gray, shape.polygon, threshold=threshold)
                 pb = tuple(float(v) for v in cb)
             else:

@@ -138,6 +138,25 @@ def test_prepare_gw_pipeline_crops_are_what_the_page_pipeline_cuts(tiny_gw, tmp_
         prepare_gw(tiny_gw, tmp_path / "rs2", train_pages=["300"], val_pages=[], progress=False, crop="nope")
 
 
+def test_prepare_gw_derived_crops_are_the_pipelines_polygon_crops(tiny_gw, tmp_path):
+    from htr_tf import crop as C
+    from htr_tf.data.records import RecordSet
+    from htr_tf.fileio import decode_image
+    from htr_tf.line_shapes import line_shapes
+
+    m = prepare_gw(tiny_gw, tmp_path / "rs", train_pages=["300"], val_pages=[], progress=False, crop="derived")
+    assert m["info"]["crop"] == "derived"
+    rs = RecordSet(tmp_path / "rs")
+    form = next(rs.iter_forms("train"))
+    page = decode_image(form["image"])
+    shapes = line_shapes(page, np.asarray(form["line_boxes"], np.float32))
+    for line, shape, box in zip(rs.iter_lines("train"), shapes, form["line_boxes"]):
+        # what Pipeline.recognize_boxes hands the recogniser with line_crop="polygon"
+        expected = (C.cut_polygon(page, shape.polygon, threshold=C.ink_threshold(page))[0] if shape.from_ink
+                    else C.cut_line(page, box)[0])
+        assert np.array_equal(decode_image(line["image"]), expected)
+
+
 def test_pages_outside_the_splits_are_counted(tiny_gw, tmp_path):
     m = prepare_gw(tiny_gw, tmp_path / "rs", train_pages=["300"], val_pages=[], progress=False)
     assert m["skipped"]["line: page not in any split"] == 1

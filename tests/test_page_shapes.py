@@ -36,7 +36,7 @@ class _NoteBackend:
         return log_probs_reading("the", widths, images.shape[2] // 8, self.charset.num_classes, self.charset.chars)
 
 
-@pytest.mark.parametrize("crop", ["box", "polygon"])
+@pytest.mark.parametrize("crop", ["box", "polygon", "apart"])
 def test_pipeline_drops_rule_lines_and_gives_polygons_and_baselines(crop):
     import xmlschema
 
@@ -57,6 +57,11 @@ def test_pipeline_drops_rule_lines_and_gives_polygons_and_baselines(crop):
     if crop == "polygon":                     # the recogniser read the polygon-masked crop
         _, cut_box = C.cut_polygon(page, shapes[0].polygon)
         assert lines[0].box == tuple(float(v) for v in cut_box)
+    elif crop == "apart":                     # the box grown to hold the polygon
+        _, cut_box = C.cut_apart(page, backend.boxes[0], shapes[0].polygon, [s.polygon for s in shapes[1:]])
+        assert lines[0].box == cut_box
+        pb = C.polygon_box([shapes[0].polygon], C.POLYGON_PAD, page.shape[1], page.shape[0])
+        assert cut_box[0] <= min(det[0, 0] - C.LINE_PAD_X, pb[0]) + 1 and cut_box[3] >= max(det[0, 3], pb[3]) - 1
     else:
         assert lines[0].box == (det[0, 0] - C.LINE_PAD_X, det[0, 1], det[0, 2] + C.LINE_PAD_X, det[0, 3])
     xsd = __import__("pathlib").Path(__file__).parent / "fixtures" / "xsd"

@@ -107,6 +107,29 @@ def test_isolate_line_paints_out_only_the_neighbours_ink():
     assert isolate_line(blank) is blank
 
 
+def test_cut_apart_keeps_the_lines_own_ink_and_drops_only_the_neighbours():
+    from htr_tf.crop import cut_apart
+
+    page = np.full((200, 300), 235, np.uint8)
+    page[60:90, 40:200] = 20          # the line's letters
+    page[92:98, 205:210] = 20         # its comma, below and right of its outline
+    page[30:62, 60:64] = 20           # a flourish rising far above its outline (joined to the letters)
+    page[110:140, 40:200] = 20        # the next line's letters
+    page[96:112, 120:124] = 20        # the next line's ascender, reaching into this line's box
+    own = np.array([[40, 58], [200, 58], [200, 91], [40, 91]], np.float32)
+    below = np.array([[40, 108], [200, 108], [200, 141], [40, 141]], np.float32)
+    crop, box = cut_apart(page, (38, 50, 212, 102), own, [below], pad_x=0, pad=2, dilate=1)
+    x0, y0 = int(box[0]), int(box[1])
+    assert box[0] <= 38 and box[2] >= 212 and box[3] >= 102
+    at = lambda y, x: crop[y - y0, x - x0]
+    assert at(95, 207) == 20 and at(52, 62) == 20 and at(70, 100) == 20   # comma, flourish, letters kept
+    assert at(100, 122) == 235                                           # the neighbour's ascender is gone
+    alone, _ = cut_apart(page, (38, 50, 212, 102), own, [], pad_x=0, pad=2)
+    assert at(100, 122) == 235 and alone[100 - y0, 122 - x0] == 20        # with no neighbours nothing is painted
+    with pytest.raises(ValueError, match="outside"):
+        cut_apart(page, (400, 400, 500, 450), np.array([[400, 400], [500, 400], [500, 450]], np.float32), [])
+
+
 def test_scripted_pipeline_gives_the_typed_tree_in_reading_order():
     page, boxes = _page_and_boxes(3)
     backend = ScriptedBackend(boxes, (50, 90, 1080, 420))

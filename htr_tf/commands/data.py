@@ -140,9 +140,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--train-pages", type=_parse_pages, default=_parse_pages("270-277"))
     q.add_argument("--val-pages", type=_parse_pages, default=_parse_pages("278-279"))
     q.add_argument("--test-pages", type=_parse_pages, default=[])
-    q.add_argument("--crop", choices=["masked", "pipeline"], default="masked",
-                   help="line images masked by their word polygons (default), or cut as the page "
-                        "pipeline cuts them from line boxes (train on what real pages look like)")
+    q.add_argument("--crop", choices=["masked", "pipeline", "derived"], default="masked",
+                   help="line images masked by their word polygons (default); cut as the page pipeline "
+                        "cuts them from line boxes (pipeline: --line-crop box); or by the polygon the "
+                        "pipeline derives from the line box and the ink (derived: --line-crop polygon). "
+                        "The last two train on what real pages look like")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_data_gw_prepare)
 

@@ -85,11 +85,14 @@ def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = N
 
 def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
     """``--line-crop``: how the page pipeline cuts detected lines (:attr:`PipelineOptions.line_crop`)."""
-    q.add_argument("--line-crop", choices=["box", "polygon"], default="polygon",
+    from htr_tf.pipeline import LINE_CROPS
+
+    q.add_argument("--line-crop", choices=list(LINE_CROPS), default="polygon",
                    help="how detected lines are cut for the recogniser: polygon (default; the line's "
                         "outline, ink outside it painted out, as `htr data xml-prepare` cuts training "
-                        "lines) or box (padded box, neighbours' ink painted out; better on tightly "
-                        "spaced lines such as GW's)")
+                        "lines), box (padded box, neighbours' ink painted out by a heuristic) or apart "
+                        "(the box grown to hold the outline, only ink inside other lines' outlines "
+                        "painted out)")
 
 
 def add_printed_arguments(q: argparse.ArgumentParser) -> None:

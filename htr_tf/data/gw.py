@@ -31,7 +31,11 @@ from htr_tf.crop import MASK_DILATE, POLYGON_PAD
 from htr_tf.errors import DataError
 
 __all__ = ["GW_SPECIAL_TOKENS", "gw_token_text", "gw_word_text", "read_transcription",
-           "read_word_polygons", "GWLine", "group_lines", "mask_line_crop", "prepare_gw"]
+           "read_word_polygons", "GWLine", "group_lines", "mask_line_crop", "prepare_gw", "GW_CROPS"]
+
+#: How ``prepare_gw`` cuts line images: by the word polygons, as the pipeline's box crop, or as
+#: the pipeline's polygon crop of the line's derived shape.
+GW_CROPS = ("masked", "pipeline", "derived")
 
 #: Special tokens of ``transcription.txt`` and the text they stand for.  ``s_0`` ... ``s_9``
 #: and ordinals (``s_1st``, ``s_26th`` ...) are handled by :func:`gw_token_text`.  The pound
@@ -245,11 +249,14 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
 
     ``crop`` says how line images are cut: ``masked`` keeps only the line's own word polygons
     (``mask=False`` turns that into a plain box crop); ``pipeline`` cuts them as the page
-    pipeline does from a line box (:func:`htr_tf.crop.cut_line`), so
-    a recogniser can be trained and validated on what it sees on real pages.
+    pipeline does from a line box (:func:`htr_tf.crop.cut_line`, ``--line-crop box``); ``derived``
+    cuts them as the pipeline's default ``--line-crop polygon`` does: the polygon that
+    :func:`htr_tf.line_shapes.line_shapes` derives from the page's line boxes and ink, masked by
+    :func:`htr_tf.crop.cut_polygon`.  Both let a recogniser be trained and validated on what it
+    sees on real pages.
     """
-    if crop not in ("masked", "pipeline"):
-        raise DataError(f"unknown crop style {crop!r}; valid: masked, pipeline")
+    if crop not in GW_CROPS:
+        raise DataError(f"unknown crop style {crop!r}; valid: {', '.join(GW_CROPS)}")
     import cv2
     from tqdm import tqdm
 
@@ -275,8 +282,9 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
         raise DataError(f"{gw_dir / 'transcription.txt'}: no words for page(s) {missing}")
 
     mask = mask and crop == "masked"
-    if crop == "pipeline":
-        from htr_tf.crop import cut_line
+    if crop in ("pipeline", "derived"):
+        from htr_tf.crop import cut_line, cut_polygon
+        from htr_tf.line_shapes import line_shapes
     info = {"pad": pad, "mask": mask, "mask_dilate": MASK_DILATE if mask else 0, "crop": crop,
             "pages": {s: [p for p in page_split if page_split[p] == s] for s in ("train", "validation", "test")},
             "words": {}}
@@ -305,6 +313,7 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
             thr, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
             line_boxes, line_ids, line_texts = [], [], []
             word_boxes, word_texts, word_line = [], [], []
+            kept = []
             for line in lines:
                 text = charset.normalize(line.text)
                 unknown = charset.unknown(text)
@@ -318,8 +327,14 @@ def prepare_gw(gw_dir: str | os.PathLike, out: str | os.PathLike, train_pages: I
                     w.skip("line: box outside the page", line.id)
                     w.skip("word: its line's box is outside the page", line.id, len(line.word_ids))
                     continue
-                if crop == "pipeline":
+                kept.append((line, text, box))
+            shapes = (line_shapes(gray, np.asarray([b for _, _, b in kept], np.float32).reshape(-1, 4))
+                      if crop == "derived" else None)
+            for k, (line, text, box) in enumerate(kept):
+                if crop == "pipeline" or (crop == "derived" and not shapes[k].from_ink):
                     image, _ = cut_line(gray, box)
+                elif crop == "derived":
+                    image, _ = cut_polygon(gray, shapes[k].polygon, threshold=thr)
                 elif mask:
                     image = mask_line_crop(gray, line, box, thr)
                 else:
