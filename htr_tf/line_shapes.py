@@ -78,6 +78,10 @@ class ShapeOptions:
     #: A line's ink counts as writing when a tenth of its inked columns are at least this
     #: many line heights tall (what a rule leaves is thinner); otherwise the line has no ink.
     min_stroke: float = 0.12
+    #: Take the darkest pixel of each neighbourhood before shrinking the page (a min filter
+    #: as wide as one work pixel), so thin faint marks (a comma, a full stop, a hairline
+    #: flourish) stay ink at work scale instead of being averaged into the paper.
+    keep_thin_marks: bool = True
 
 
 def _remove_rules(ink: np.ndarray, length: float, thickness: float) -> np.ndarray:
@@ -124,6 +128,9 @@ def line_shapes(gray: np.ndarray, boxes: np.ndarray, options: ShapeOptions | Non
     s = min(1.0, o.work_line_height / lh)
     area = gray[ay0:ay1, ax0:ax1]
     if s < 1.0:
+        k = int(np.floor(1.0 / s))
+        if o.keep_thin_marks and k >= 2:
+            area = cv2.erode(area, np.ones((k, k), np.uint8))
         area = cv2.resize(area, (max(1, int(round(area.shape[1] * s))), max(1, int(round(area.shape[0] * s)))),
                           interpolation=cv2.INTER_AREA)
     ah, aw = area.shape

@@ -141,3 +141,16 @@ def test_evaluate_lines_scores_polygons_and_baselines_per_source(tmp_path):
     assert "polygon_recall50" not in boxes_only
     assert boxes_only["per_source"]["copiste"]["detected"] == 4 and r["per_source"]["copiste"]["detected"] == 3
 
+
+
+def test_thin_faint_marks_stay_in_the_outline():
+    """A hairline comma after the last word fades into the paper when the page is shrunk to
+    the work scale; the min filter before shrinking keeps it inside the line's outline."""
+    page = np.full((300, 800), 230, np.uint8)
+    page[100:160, 60:500] = 30                       # the line's letters
+    page[140:176, 530] = 60                          # a one-pixel, faint comma after them
+    boxes = np.array([[50, 80, 600, 180]], np.float32)    # 100 px high: shrunk about 3x
+    kept = line_shapes(page, boxes, ShapeOptions(keep_thin_marks=True))[0]
+    lost = line_shapes(page, boxes, ShapeOptions(keep_thin_marks=False))[0]
+    assert kept.polygon[:, 0].max() >= 530 > lost.polygon[:, 0].max()
+    assert ShapeOptions().keep_thin_marks

@@ -221,9 +221,11 @@ def test_train_lines_smoke(form_records, tmp_path):
     cfg = LinesTrainConfig(model=LineDetectorConfig.tiny(), data=(f"{form_records}:train",), batch_size=2,
                            epochs=2, steps_per_epoch=2, warmup_steps=0, crop_height=64,
                            cache_area_width=160, workers=1, keep_epochs=1)
-    r = train_lines(cfg, tmp_path / "run", verbose=0)
+    LineDetector.create(LineDetectorConfig.tiny(), {"attribution": ["Data Z, CC BY 4.0"]}).save(tmp_path / "init")
+    r = train_lines(cfg, tmp_path / "run", init=tmp_path / "init", verbose=0)
     assert r.best is not None and {"val_map", "val_recall50"} <= set(r.history[0])
     assert LineDetector.load(r.last).info["epoch"] == 2
+    assert LineDetector.load(r.last).info["attribution"] == ["Data Z, CC BY 4.0"]   # CC BY travels on
     kept = sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir())
     assert kept == ["epoch-002"] and LineDetector.load(tmp_path / "run" / "epochs" / "epoch-002").info["epoch"] == 2
 

@@ -281,13 +281,12 @@ def test_cli_xml_prepare(tmp_path, capsys):
 def test_models_inherit_the_attribution_of_their_data_and_init():
     from types import SimpleNamespace
 
-    from htr_tf.train.recognizer import _attributions
+    from htr_tf.train.recognizer import attributions
 
-    sets = [(SimpleNamespace(manifest={"info": {"attribution": ["A", "B"]}}), None),
-            (SimpleNamespace(manifest={"info": {}}), None)]
+    manifests = [{"info": {"attribution": ["A", "B"]}}, {"info": {}}]
     init = SimpleNamespace(info={"attribution": ["C", "A"]})
-    assert _attributions(sets, init) == ["C", "A", "B"]
-    assert _attributions(sets, None) == ["A", "B"]
+    assert attributions(manifests, init) == ["C", "A", "B"]
+    assert attributions(manifests, None) == ["A", "B"]
 
 
 def test_load_charset_names_and_files(tmp_path):

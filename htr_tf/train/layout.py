@@ -47,7 +47,7 @@ from htr_tf.errors import ConfigError, DataError
 from htr_tf.models.layout_common import area_resize, soft_box_mask
 from htr_tf.models.lines import LineDetector, LineDetectorConfig, crop_box
 from htr_tf.models.paragraph import ParagraphConfig, ParagraphModel
-from htr_tf.train.recognizer import DataSpec
+from htr_tf.train.recognizer import DataSpec, attributions
 
 __all__ = ["PageAugmentConfig", "ParagraphTrainConfig", "LinesTrainConfig", "LayoutPage", "load_pages",
            "paragraph_sample", "lines_sample", "band_boxes", "photometric", "layout_sequence",
@@ -520,7 +520,10 @@ def _train(kind: str, config: _LayoutTrainConfig, out: str | os.PathLike, *, bui
         export_net.set_weights(net.get_weights())
         return export_net
 
-    provenance = {"data": [dataclasses.asdict(s) for s in config.data],
+    from htr_tf.data.records import RecordSet
+
+    provenance = {"attribution": attributions([RecordSet(s.records).manifest for s in config.data], init),
+                  "data": [dataclasses.asdict(s) for s in config.data],
                   "validation": [dataclasses.asdict(s) for s in val_specs],
                   "train_pages": len(pages), "validation_pages": len(val_pages),
                   "environment": _environment(), "train_config": config.to_dict()}

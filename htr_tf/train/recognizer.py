@@ -364,12 +364,13 @@ def _val_dataset(val: tuple[Any, DataSpec], config: TrainConfig, geometry: LineG
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _attributions(train_sets: Sequence[tuple[Any, DataSpec]], init: Recognizer | None) -> list[str]:
-    """Attribution lines a model trained on these sets must carry (CC BY data): those of the
-    record sets (``htr data xml-prepare --attribution``) and those the init bundle carried."""
-    out: list[str] = list((init.info or {}).get("attribution", []) if init is not None else [])
-    for rs, _ in train_sets:
-        out += list(rs.manifest.get("info", {}).get("attribution", []) or [])
+def attributions(manifests: Sequence[dict], init: Any = None) -> list[str]:
+    """Attribution lines a model trained on record sets with these manifests must carry (CC BY
+    data): those of the sets (``htr data xml-prepare --attribution``) and those the init bundle
+    (any bundle kind) carried.  Every trainer stores them in ``info.attribution``."""
+    out: list[str] = list((getattr(init, "info", None) or {}).get("attribution", []) if init is not None else [])
+    for manifest in manifests:
+        out += list((manifest.get("info") or {}).get("attribution", []) or [])
     return list(dict.fromkeys(a for a in out if a))
 
 
@@ -484,7 +485,7 @@ def train_recognizer(config: TrainConfig, out: str | os.PathLike, *, distribute:
             "init": init or None, "distribute": distribute, "replicas": strategy.num_replicas_in_sync,
             "dtype_policy": policy, "environment": _environment(),
             "train_config": _plain(config.to_dict()),
-            "attribution": _attributions(train_sets, init_bundle),
+            "attribution": attributions([rs.manifest for rs, _ in train_sets], init_bundle),
         }
 
         def make_bundle(epoch: int, logs: dict) -> Recognizer:
