@@ -245,6 +245,32 @@ def test_masked_and_box_crops_differ_only_outside_the_polygon(tmp_path):
     assert masked[-6:].min() > 200  # the ink below the line is painted with paper
 
 
+def test_derived_crops_are_the_page_pipelines_polygon_crops(tmp_path):
+    import cv2
+
+    from htr_tf import crop as C
+    from htr_tf.data.records import RecordSet
+    from htr_tf.data.xml_gt import prepare_xml
+    from htr_tf.line_shapes import line_shapes
+
+    src = tmp_path / "src"
+    src.mkdir()
+    xml = _alto(src, "p", ["abc"])
+    img = cv2.imread(str(src / "images" / "p.png"), cv2.IMREAD_GRAYSCALE)
+    img[20:40, 20:80] = 0  # writing inside the line's polygon
+    _write_png(src / "images" / "p.png", img)
+    m = prepare_xml([xml], tmp_path / "d", crop="derived", split_fractions={}, progress=False)
+    assert m["info"]["crop"] == "derived"
+    rs = RecordSet(tmp_path / "d")
+    (ln,) = list(rs.iter_lines("train"))
+    (form,) = list(rs.iter_forms("train"))
+    page = cv2.imdecode(np.frombuffer(form["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    (shape,) = line_shapes(page, np.asarray(form["line_boxes"], np.float32))
+    assert shape.from_ink
+    expected, _ = C.cut_polygon(page, shape.polygon, threshold=C.ink_threshold(page))
+    assert np.array_equal(cv2.imdecode(np.frombuffer(ln["image"], np.uint8), cv2.IMREAD_GRAYSCALE), expected)
+
+
 def test_prepare_xml_bad_options(tmp_path):
     from htr_tf.data.xml_gt import prepare_xml
 

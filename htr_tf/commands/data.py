@@ -167,7 +167,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="without split files: document-level stable hash splits (default 5%% / 5%%)")
     q.add_argument("--crop", choices=list(CROPS), default="masked",
                    help="masked: cut by the line polygon (default); box: plain box crop (neighbours' ink "
-                        "shows, as in users' line images); pipeline: box with neighbours' ink painted out")
+                        "shows, as in users' line images); pipeline: box with neighbours' ink painted out "
+                        "(the page pipeline's --line-crop box); derived: cut by the polygon the page "
+                        "pipeline derives from the line boxes and the ink (its default --line-crop polygon)")
     q.add_argument("--writer", default="", help="writer key of every line (default: the page's document)")
     q.add_argument("--charset", default="latin", help="iam | latin | FILE (default: latin)")
     q.add_argument("--attribution", action="append", default=[], metavar="TEXT",

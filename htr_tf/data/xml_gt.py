@@ -33,7 +33,7 @@ from htr_tf.errors import DataError
 __all__ = ["GTLine", "GTRegion", "GTPage", "Markup", "MARKUP_PRESETS", "read_xml_page", "find_xml_files",
            "find_page_image", "split_of_document", "prepare_xml", "CROPS"]
 
-CROPS = ("masked", "box", "pipeline")
+CROPS = ("masked", "box", "pipeline", "derived")
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".jp2", ".webp")
 _NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -439,7 +439,10 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
 
     ``crop``: ``masked`` cuts each line by its polygon (:func:`htr_tf.crop.cut_polygon`),
     ``box`` is the plain box crop a user would hand in (neighbours' ink shows), ``pipeline``
-    the box crop with neighbours' ink painted out as the page pipeline does.  Splits come
+    the box crop with neighbours' ink painted out as the page pipeline does (``--line-crop
+    box``), ``derived`` the polygon the page pipeline derives from the line boxes and the ink
+    (:func:`htr_tf.line_shapes.line_shapes`, ``--line-crop polygon``, the default), so a
+    recogniser learns the crops it reads on pages.  Splits come
     from ``split_files`` (``{split: file of page ids}``; pages in none are skipped) or else
     from a stable hash of each page's document (``split_fractions``, default 5 % validation,
     5 % test).  ``writer``: the writer key of every line (default: the document).
@@ -452,6 +455,7 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     from htr_tf.crop import LINE_PAD_X, cut_line, cut_polygon, ink_threshold, polygon_box
     from htr_tf.data.records import FormExample, LineExample, RecordSet, RecordSetWriter
     from htr_tf.fileio import encode_png, read_image
+    from htr_tf.line_shapes import line_shapes
 
     if crop not in CROPS:
         raise DataError(f"unknown crop {crop!r}; valid: {', '.join(CROPS)}")
@@ -503,6 +507,7 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                                             "coordinates scaled")
             thr = ink_threshold(gray)
             boxes, ids, texts, polys, bases = [], [], [], [], []
+            pending: list[tuple] = []   # lines kept, cut once the page's boxes are all known
             for line in gt.lines:
                 lid = f"{page_id}/{line.id}"
                 raw = unicodedata.normalize("NFC", line.text or "")
@@ -534,10 +539,18 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                     continue
                 if was:
                     info["clipped_lines"] += 1
+                base = line.baseline if line.baseline is not None and len(line.baseline) >= 2 else None
+                pending.append((lid, text, clipped, box,
+                                _clip(base, W, H)[0] if base is not None else np.zeros((0, 2), np.float32)))
+            shapes = (line_shapes(gray, np.asarray([p[3] for p in pending], np.float32).reshape(-1, 4))
+                      if crop == "derived" else None)
+            for k, (lid, text, clipped, box, base) in enumerate(pending):
                 if crop == "masked":
                     image, _ = cut_polygon(gray, clipped, threshold=thr)
+                elif crop == "derived" and shapes[k].from_ink:
+                    image, _ = cut_polygon(gray, shapes[k].polygon, threshold=thr)
                 else:
-                    image, _ = cut_line(gray, box, pad_x=LINE_PAD_X, pad_y=0, isolate=crop == "pipeline")
+                    image, _ = cut_line(gray, box, pad_x=LINE_PAD_X, pad_y=0, isolate=crop != "box")
                 if image.shape[0] < 4 or image.shape[1] < 4:
                     w.skip("line: crop smaller than 4 px", lid)
                     continue
@@ -548,8 +561,7 @@ def prepare_xml(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                 ids.append(lid)
                 texts.append(text)
                 polys.append(clipped)
-                base = line.baseline if line.baseline is not None and len(line.baseline) >= 2 else None
-                bases.append(_clip(base, W, H)[0] if base is not None else np.zeros((0, 2), np.float32))
+                bases.append(base)
             info["pages"].setdefault(split, []).append(page_id)
             info["documents"].setdefault(split, set()).add(doc)
             if not ids:
