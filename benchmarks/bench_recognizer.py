@@ -105,7 +105,7 @@ def analytic_flops(config: RecognizerConfig, num_classes: int, height: int, widt
 # -- speed ---------------------------------------------------------------------------------------
 def measure_speeds(configs: dict[str, RecognizerConfig], num_classes: int = 80, height: int = 64,
                    width: int = 1024, infer_batches: tuple[int, ...] = (1, 32), train_batch: int = 16,
-                   rounds: int = 7, train: bool = True) -> dict[str, dict[str, Any]]:
+                   rounds: int = 7, train: bool = True, jit: bool = False) -> dict[str, dict[str, Any]]:
     """Time every candidate in interleaved rounds (round-robin), so that load from other
     processes on a shared machine hits all candidates alike; reports the median and the
     minimum (the least disturbed) time of each."""
@@ -131,11 +131,16 @@ def measure_speeds(configs: dict[str, RecognizerConfig], num_classes: int = 80, 
             out = model({"image": image, "width": widths}, training=False)
             return out["log_probs"], out["lengths"]
 
+        fns = {"": infer}
+        if jit:   # the same function compiled by XLA (Recognizer.log_probs(jit=True), --backend-option jit=true)
+            fns["_xla"] = tf.function(infer.python_function, input_signature=infer.input_signature,
+                                      reduce_retracing=True, jit_compile=True)
         for b in infer_batches:
             x = tf.constant(rng.random((b, height, width, 1), dtype=np.float32))
             wv = tf.constant(np.full((b,), width, np.int32))
-            infer(x, wv)  # trace and warm up
-            jobs[(name, f"infer_batch{b}")] = (lambda infer=infer, x=x, wv=wv: infer(x, wv)[0].numpy(), b)
+            for suffix, fn in fns.items():
+                fn(x, wv)  # trace, compile and warm up
+                jobs[(name, f"infer_batch{b}{suffix}")] = (lambda fn=fn, x=x, wv=wv: fn(x, wv)[0].numpy(), b)
         if train:
             trainer = CTCTrainer(model)
             trainer.compile(optimizer=keras.optimizers.AdamW(1e-3, clipnorm=5.0))
@@ -276,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per measurement")
     p.add_argument("--no-train-speed", action="store_true")
+    p.add_argument("--jit", action="store_true",
+                   help="also time inference compiled by XLA (infer_batchN_xla; --backend-option jit=true)")
     p.add_argument("--compare", action="store_true", help="also train each candidate and report CER")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=16)
@@ -293,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"benchmark": "recognizer", "machine": machine(), "width": a.width,
                               "height": a.height, "candidates": {}}
     speed = measure_speeds({n: candidate(n) for n in names}, height=a.height, width=a.width,
-                           rounds=a.rounds, train=not a.no_train_speed)
+                           rounds=a.rounds, train=not a.no_train_speed, jit=a.jit)
     for name in names:
         report["candidates"][name] = {"config": candidate(name).to_dict(), **speed[name]}
     print(json.dumps(speed), file=sys.stderr, flush=True)

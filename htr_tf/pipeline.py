@@ -100,13 +100,13 @@ class LocalBackend(LayoutModelsMixin):
 
     name = "local"
 
-    def __init__(self, recognizer: Any, paragraph: Any = None, lines: Any = None) -> None:
+    def __init__(self, recognizer: Any, paragraph: Any = None, lines: Any = None, jit: bool = False) -> None:
         from htr_tf.recognize import KerasLineModel
 
         self.recognizer = recognizer
         self.paragraph = paragraph
         self.lines = lines
-        self._line_model = KerasLineModel(recognizer)
+        self._line_model = KerasLineModel(recognizer, jit=jit)
         self.charset = recognizer.charset
         self.geometry = recognizer.geometry
         self.width_downsample = self._line_model.width_downsample
@@ -115,11 +115,13 @@ class LocalBackend(LayoutModelsMixin):
     @classmethod
     def load(cls, recognizer: str | os.PathLike | None = None, paragraph: str | os.PathLike | None = None,
              lines: str | os.PathLike | None = None, use_paragraph: bool = True,
-             recognizer_only: bool = False) -> "LocalBackend":
+             recognizer_only: bool = False, jit: bool = False) -> "LocalBackend":
         """Load bundle directories; ``None`` takes the bundled model.
 
         ``use_paragraph=False`` skips the handwritten-area model (the whole page is the area);
-        ``recognizer_only=True`` loads no layout model (for line images).
+        ``recognizer_only=True`` loads no layout model (for line images); ``jit=True``
+        (``--backend-option jit=true``) runs the recogniser compiled by XLA, faster once the few
+        batch shapes it pads to are compiled (many pages; see ``Recognizer.log_probs``).
         """
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from htr_tf.bundle import require_bundled
@@ -129,12 +131,12 @@ class LocalBackend(LayoutModelsMixin):
 
         rec = Recognizer.load(recognizer if recognizer is not None else require_bundled("recognizer"))
         if recognizer_only:
-            return cls(rec)
+            return cls(rec, jit=jit)
         par = None
         if use_paragraph:
             par = ParagraphModel.load(paragraph if paragraph is not None else require_bundled("paragraph"))
         det = LineDetector.load(lines if lines is not None else require_bundled("lines"))
-        return cls(rec, par, det)
+        return cls(rec, par, det, jit=jit)
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._line_model.log_probs(images, widths)

@@ -146,17 +146,19 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
 
 class KerasLineModel:
     """A loaded Keras :class:`~htr_tf.models.recognizer.Recognizer` as a :class:`LineModel`
-    (uint8 paper-padded batches in, through :func:`model_input`)."""
+    (uint8 paper-padded batches in, through :func:`model_input`); ``jit``: run it compiled by
+    XLA (:meth:`~htr_tf.models.recognizer.Recognizer.log_probs`)."""
 
-    def __init__(self, recognizer: Any) -> None:
+    def __init__(self, recognizer: Any, jit: bool = False) -> None:
         self.recognizer = recognizer
+        self.jit = bool(jit)
         self.charset = recognizer.charset
         self.geometry = recognizer.geometry
         self.width_downsample = recognizer.config.width_downsample()
         self.decoding = dict(getattr(recognizer, "decoding", None) or {})
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.recognizer.log_probs(model_input(images, widths), widths)
+        return self.recognizer.log_probs(model_input(images, widths), widths, jit=self.jit)
 
 
 def line_model(model: Any) -> LineModel:

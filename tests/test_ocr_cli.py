@@ -40,6 +40,16 @@ def test_ocr_line_text(tiny_recognizer_dir, line_images, expected_texts, capsys)
     assert out.split("\n")[:-1] == expected_texts  # one line per image, in order
 
 
+def test_ocr_jit_reads_the_same_and_needs_the_local_backend(tiny_recognizer_dir, line_images, expected_texts,
+                                                            capsys):
+    rc = main(["ocr", "--level", "line", "--decoder", "greedy", "--jit", "--model", str(tiny_recognizer_dir),
+               *line_images])
+    assert rc == 0 and capsys.readouterr().out.split("\n")[:-1] == expected_texts
+    rc = main(["ocr", "--level", "line", "--jit", "--backend", "tflite", "--model", str(tiny_recognizer_dir),
+               line_images[0]])
+    assert rc != 0 and "--jit" in capsys.readouterr().err
+
+
 def test_ocr_uses_the_best_installed_decoder_and_says_which(tiny_recognizer_dir, line_images, capsys):
     from htr_tf.cli import build_parser
     from htr_tf.decode import default_decoder, lm_extra_installed

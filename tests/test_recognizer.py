@@ -254,3 +254,17 @@ def test_log_probs_checks_its_inputs(bundle):
         bundle.log_probs(np.zeros((2, HEIGHT, 32, 1), np.float32), [32])
     lp, n = bundle.log_probs(np.zeros((2, HEIGHT, 32), np.float32), [32, 16])  # [B, H, W] accepted
     assert n.tolist() == [4, 2]
+
+
+def test_xla_log_probs_equal_the_plain_ones_through_padded_shapes(bundle):
+    """``jit=True`` pads the batch to a power of two and the width to XLA_WIDTH_STEP, so a few
+    compiled programs serve every batch; what comes back is cut to the caller's batch."""
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (40, w), dtype=np.uint8) for w in (150, 60, 90)]
+    images, widths = line_batch(crops, GEOMETRY)
+    x = model_input(images, widths)
+    plain, n = bundle.log_probs(x, widths)
+    fast, m = bundle.log_probs(x, widths, jit=True)
+    assert fast.shape == plain.shape and m.tolist() == n.tolist()
+    for i, k in enumerate(n):
+        np.testing.assert_allclose(fast[i, :k], plain[i, :k], atol=1e-4)

@@ -54,12 +54,14 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
     if not names:
         raise ConfigError("--decoder needs at least one decoder name")
     per_decoder = _options_per_decoder(names, a)
+    from htr_tf.decode.ctc import option_value
+
     backend_options: dict = {}
     for kv in a.backend_option:
         key, sep, value = kv.partition("=")
         if not sep:
             raise ConfigError(f"--backend-option takes KEY=VALUE, got {kv!r}")
-        backend_options[key] = value
+        backend_options[key] = option_value(value)     # typed: jit=true is True, threads=2 is 2
     if a.backend == "local":
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})

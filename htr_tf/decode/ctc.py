@@ -38,7 +38,7 @@ from htr_tf.errors import ConfigError, ModelError
 __all__ = [
     "DecodedLine", "Decoder", "GreedyDecoder", "BeamSearchDecoder", "available_decoders",
     "get_decoder", "register_decoder", "forced_align", "forced_align_batch", "tf_greedy_decode", "check_inputs",
-    "DECODING_KEY", "decoder_defaults", "decoder_option_names", "build_decoder", "parse_decoder_options",
+    "DECODING_KEY", "decoder_defaults", "decoder_option_names", "build_decoder", "parse_decoder_options", "option_value",
     "BEST_DECODER", "lm_extra_installed", "default_decoder",
 ]
 
@@ -573,7 +573,7 @@ def build_decoder(decoder: "str | Decoder", decoding: Mapping[str, Any] | None =
     return get_decoder(decoder, **{**tuned, **options})
 
 
-def _option_value(text: str) -> Any:
+def option_value(text: str) -> Any:
     """A command-line option value: int, float, bool (true/false), none, else the string."""
     low = text.strip().lower()
     if low in ("true", "false"):
@@ -599,7 +599,7 @@ def parse_decoder_options(items: Sequence[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--decoder-option takes KEY=VALUE, got {item!r}")
-        out[key.strip()] = _option_value(value)
+        out[key.strip()] = option_value(value)
     return out
 
 
