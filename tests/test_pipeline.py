@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -128,6 +129,42 @@ def test_cut_apart_keeps_the_lines_own_ink_and_drops_only_the_neighbours():
     assert at(100, 122) == 235 and alone[100 - y0, 122 - x0] == 20        # with no neighbours nothing is painted
     with pytest.raises(ValueError, match="outside"):
         cut_apart(page, (400, 400, 500, 450), np.array([[400, 400], [500, 400], [500, 450]], np.float32), [])
+
+
+def test_lines_read_with_low_confidence_are_left_out_when_asked():
+    from htr_tf.decode import GreedyDecoder
+
+    class Doubtful(GreedyDecoder):
+        """Greedy, but the two-word line is read with confidence 0.2."""
+
+        def decode(self, log_probs, lengths, charset):
+            return [replace(d, confidence=0.2) if len(d.text.split()) == 2 else d
+                    for d in super().decode(log_probs, lengths, charset)]
+
+    page, boxes = _page_and_boxes(3)
+    opts = dict(line_pad_x=0, line_pad_y=0, line_crop="box")
+    kept = Pipeline(ScriptedBackend(boxes, (50, 90, 1080, 420)), Doubtful(),
+                    PipelineOptions(min_relative_confidence=0.0, **opts)).run(page)
+    assert len(kept.lines) == 3 and not kept.warnings
+    result = Pipeline(ScriptedBackend(boxes, (50, 90, 1080, 420)), Doubtful(),
+                      PipelineOptions(min_line_confidence=0.5, min_relative_confidence=0.0, **opts)).run(page)
+    assert [ln.text for ln in result.lines] == ["the", "the Sir of"]
+    assert result.text == "the\nthe Sir of" and "1 line(s) read with confidence below 0.5 left out" in result.warnings
+    with pytest.raises(ConfigError, match="min_line_confidence"):
+        PipelineOptions(min_line_confidence=1.5)
+
+    # relative to the page: garbage on a readable page goes, a hard hand read doubtfully throughout stays
+    rel = PipelineOptions(**opts)
+    assert rel.min_relative_confidence == 0.7
+    result = Pipeline(ScriptedBackend(boxes, (50, 90, 1080, 420)), Doubtful(), rel).run(page)
+    assert [ln.text for ln in result.lines] == ["the", "the Sir of"]
+
+    class AllDoubtful(GreedyDecoder):
+        def decode(self, log_probs, lengths, charset):
+            return [replace(d, confidence=0.2) for d in super().decode(log_probs, lengths, charset)]
+
+    hard = Pipeline(ScriptedBackend(boxes, (50, 90, 1080, 420)), AllDoubtful(), rel).run(page)
+    assert len(hard.lines) == 3 and not hard.warnings
 
 
 def test_scripted_pipeline_gives_the_typed_tree_in_reading_order():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from htr_tf.commands.ocr import (DECODER_OPTION_HELP, add_decoder_arguments, add_line_crop_argument,
-                                 add_printed_arguments, decoder_from_args, load_recognizer, printed_options)
+                                 add_printed_arguments, confidence_options, decoder_from_args, load_recognizer,
+                                 printed_options)
 from htr_tf.commands.progress import progress_bar
 
 
@@ -66,7 +67,8 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area, line_crop=a.line_crop,
-                              **printed_options(a))
+                              min_line_confidence=a.min_line_confidence,
+                              **confidence_options(a), **printed_options(a))
     pipeline = load_pipeline(a.backend, names[0], options, per_decoder[0], **backend_options)
     decoders = [pipeline.decoder]
     tuned = getattr(pipeline.backend, "decoding", None)   # the recogniser's, as the pipeline's own decoder
