@@ -52,6 +52,21 @@ def polygon_box(polygons: Sequence[np.ndarray], pad: float, width: int, height: 
     return np.array([max(0, x0), max(0, y0), min(width, x1), min(height, y1)], np.float32)
 
 
+def _fill(shape: tuple[int, int], polygons: Sequence[np.ndarray], origin: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    m = np.zeros(shape, np.uint8)
+    if len(polygons):
+        cv2.fillPoly(m, [np.round(np.asarray(p, np.float64).reshape(-1, 2) - origin).astype(np.int32)
+                         for p in polygons], 1)
+    return m
+
+
+def _paper(paper_pixels: np.ndarray) -> np.uint8:
+    """The paper tone to paint with: the median of the kept paper pixels (white without any)."""
+    return np.uint8(int(np.median(paper_pixels)) if paper_pixels.size else 255)
+
+
 def mask_polygons(page: np.ndarray, polygons: Sequence[np.ndarray], box: Sequence[float],
                   threshold: float, dilate: int = MASK_DILATE) -> np.ndarray:
     """Cut ``box`` from ``page`` keeping only the ink of ``polygons`` (page coordinates).
@@ -65,9 +80,7 @@ def mask_polygons(page: np.ndarray, polygons: Sequence[np.ndarray], box: Sequenc
 
     x0, y0, x1, y1 = (int(v) for v in box)
     crop = page[y0:y1, x0:x1]
-    own = np.zeros(crop.shape, np.uint8)
-    cv2.fillPoly(own, [np.round(np.asarray(p, np.float64).reshape(-1, 2) - (x0, y0)).astype(np.int32)
-                       for p in polygons], 1)
+    own = _fill(crop.shape, polygons, (x0, y0))
     keep = cv2.dilate(own, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)) if dilate else own.copy()
     ink = (crop <= threshold).astype(np.uint8)
     n, labels = cv2.connectedComponents(ink, connectivity=8)
@@ -77,9 +90,7 @@ def mask_polygons(page: np.ndarray, polygons: Sequence[np.ndarray], box: Sequenc
         mostly_own = inside * 2 > area
         mostly_own[0] = False
         keep |= mostly_own[labels].astype(np.uint8)
-    paper_pixels = crop[(keep > 0) & (ink == 0)]
-    paper = int(np.median(paper_pixels)) if paper_pixels.size else 255
-    return np.where(keep > 0, crop, np.uint8(paper)).astype(np.uint8)
+    return np.where(keep > 0, crop, _paper(crop[(keep > 0) & (ink == 0)])).astype(np.uint8)
 
 
 def cut_polygon(gray: np.ndarray, polygons: np.ndarray | Sequence[np.ndarray], *,
@@ -98,16 +109,6 @@ def cut_polygon(gray: np.ndarray, polygons: np.ndarray | Sequence[np.ndarray], *
         raise ValueError(f"polygon box {box.tolist()} lies outside the {W}x{H} page")
     thr = ink_threshold(gray) if threshold is None else threshold
     return mask_polygons(gray, polys, box, thr, dilate), box
-
-
-def _fill(shape: tuple[int, int], polygons: Sequence[np.ndarray], origin: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    m = np.zeros(shape, np.uint8)
-    if len(polygons):
-        cv2.fillPoly(m, [np.round(np.asarray(p, np.float64).reshape(-1, 2) - origin).astype(np.int32)
-                         for p in polygons], 1)
-    return m
 
 
 def cut_apart(gray: np.ndarray, box: Sequence[float], polygon: np.ndarray, others: Sequence[np.ndarray], *,
@@ -158,9 +159,7 @@ def cut_apart(gray: np.ndarray, box: Sequence[float], polygon: np.ndarray, other
     box_out = (float(x0), float(y0), float(x1), float(y1))
     if not drop.any():
         return crop.copy(), box_out
-    paper_pixels = crop[~drop & (ink == 0)]
-    paper = int(np.median(paper_pixels)) if paper_pixels.size else 255
-    return np.where(drop, np.uint8(paper), crop).astype(np.uint8), box_out
+    return np.where(drop, _paper(crop[~drop & (ink == 0)]), crop).astype(np.uint8), box_out
 
 
 def cut_line(gray: np.ndarray, box: Sequence[float], *, pad_x: float = LINE_PAD_X,
@@ -204,7 +203,6 @@ def isolate_line(crop: np.ndarray, core: tuple[float, float] = (0.3, 0.7)) -> np
     drop[1:] = ((top == 0) | (bottom == h)) & ~((bottom > c0) & (top < c1))
     if not drop.any():
         return crop
-    paper = np.uint8(np.median(crop[ink == 0])) if (ink == 0).any() else np.uint8(255)
     out = crop.copy()
-    out[drop[labels]] = paper
+    out[drop[labels]] = _paper(crop[ink == 0])
     return out

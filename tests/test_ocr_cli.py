@@ -50,6 +50,18 @@ def test_ocr_jit_reads_the_same_and_needs_the_local_backend(tiny_recognizer_dir,
     assert rc != 0 and "--jit" in capsys.readouterr().err
 
 
+def test_confidence_floors_from_the_command_line_override_only_what_is_given():
+    from htr_tf.cli import build_parser
+    from htr_tf.commands.ocr import confidence_options
+    from htr_tf.pipeline import PipelineOptions
+
+    parse = build_parser().parse_args
+    assert confidence_options(parse(["ocr", "p.png"])) == {}
+    assert PipelineOptions(**confidence_options(parse(["ocr", "p.png"]))).min_relative_confidence == 0.7
+    a = parse(["evaluate", "pipeline", "--data", "R", "--min-line-confidence", "0.3", "--min-relative-confidence", "0"])
+    assert confidence_options(a) == {"min_line_confidence": 0.3, "min_relative_confidence": 0.0}
+
+
 def test_ocr_uses_the_best_installed_decoder_and_says_which(tiny_recognizer_dir, line_images, capsys):
     from htr_tf.cli import build_parser
     from htr_tf.decode import default_decoder, lm_extra_installed

@@ -67,7 +67,6 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area, line_crop=a.line_crop,
-                              min_line_confidence=a.min_line_confidence,
                               **confidence_options(a), **printed_options(a))
     pipeline = load_pipeline(a.backend, names[0], options, per_decoder[0], **backend_options)
     decoders = [pipeline.decoder]

@@ -84,8 +84,8 @@ def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = N
 
 
 def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
-    """``--line-crop`` and ``--min-line-confidence``: how the page pipeline cuts detected lines and
-    which readings it keeps (:attr:`PipelineOptions.line_crop`, :attr:`PipelineOptions.min_line_confidence`)."""
+    """``--line-crop`` (:attr:`PipelineOptions.line_crop`) and the confidence floors
+    (:func:`confidence_options`): how the page pipeline cuts detected lines and which readings it keeps."""
     from htr_tf.pipeline import LINE_CROPS
 
     q.add_argument("--line-crop", choices=list(LINE_CROPS), default="polygon",
@@ -94,7 +94,7 @@ def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
                         "lines), box (padded box, neighbours' ink painted out by a heuristic) or apart "
                         "(the box grown to hold the outline, only ink inside other lines' outlines "
                         "painted out)")
-    q.add_argument("--min-line-confidence", type=float, default=0.0, metavar="C",
+    q.add_argument("--min-line-confidence", type=float, default=None, metavar="C",
                    help="leave out lines the recogniser reads with a confidence below C (0-1; default 0: "
                         "keep all): detections on small print or smudges read as garbage")
     q.add_argument("--min-relative-confidence", type=float, default=None, metavar="R",
@@ -115,9 +115,10 @@ def add_printed_arguments(q: argparse.ArgumentParser) -> None:
 
 
 def confidence_options(a: argparse.Namespace) -> dict[str, float]:
-    """``--min-relative-confidence`` when given (else :class:`PipelineOptions`' default)."""
-    value = getattr(a, "min_relative_confidence", None)
-    return {} if value is None else {"min_relative_confidence": value}
+    """The :class:`PipelineOptions` confidence floors the user gave (``--min-line-confidence``,
+    ``--min-relative-confidence``); the others keep their defaults."""
+    names = ("min_line_confidence", "min_relative_confidence")
+    return {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
 
 
 def printed_options(a: argparse.Namespace) -> dict[str, bool]:
@@ -175,9 +176,8 @@ def pipeline_from_args(a: argparse.Namespace) -> Any:
     from htr_tf.pipeline import Pipeline, PipelineOptions
 
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area,
-                              line_crop=getattr(a, "line_crop", "polygon"),
-                              min_line_confidence=getattr(a, "min_line_confidence", 0.0),
-                              **confidence_options(a), **printed_options(a))
+                              line_crop=getattr(a, "line_crop", "polygon"), **confidence_options(a),
+                              **printed_options(a))
     return Pipeline(backend_from_args(a), resolve_decoder(a), options, decoder_options_from_args(a))
 
 

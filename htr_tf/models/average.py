@@ -90,9 +90,8 @@ def average_bundles(bundles: Sequence[str | os.PathLike], weights: Sequence[floa
     total = [np.zeros(v.shape, np.float64) for v in first.model.get_weights()]
     members = []
     for k, (path, share) in enumerate(zip(bundles, w)):
-        if k and _bundle_kind(path) != kind:
-            raise ConfigError(f"{path}: a {_bundle_kind(path)} bundle cannot be averaged with "
-                              f"{bundles[0]}, a {kind} bundle")
+        if k and (other := _bundle_kind(path)) != kind:
+            raise ConfigError(f"{path}: a {other} bundle cannot be averaged with {bundles[0]}, a {kind} bundle")
         bundle = first if k == 0 else cls.load(path)
         for what in ("config", "charset", "geometry"):
             if getattr(bundle, what, None) != getattr(first, what, None):
@@ -110,7 +109,6 @@ def average_bundles(bundles: Sequence[str | os.PathLike], weights: Sequence[floa
 
 def average_recognizers(bundles: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> Any:
     """:func:`average_bundles` for recogniser bundles only (another kind is refused by name)."""
-    for path in bundles[:1]:
-        if _bundle_kind(path) != "recognizer":
-            raise ConfigError(f"{path}: a {_bundle_kind(path)} bundle, not a recognizer bundle")
+    if bundles and (kind := _bundle_kind(bundles[0])) != "recognizer":
+        raise ConfigError(f"{bundles[0]}: a {kind} bundle, not a recognizer bundle")
     return average_bundles(bundles, weights)

@@ -102,12 +102,12 @@ class TextMetrics(keras.callbacks.Callback):
 
 
 class BundleCheckpoint(keras.callbacks.Callback):
-    """Save the recogniser bundle: ``best_dir`` when ``monitor`` improves, ``last_dir`` each epoch,
-    and, with ``keep_epochs`` > 0, ``epochs_dir/epoch-NNN`` for the last ``keep_epochs`` epochs
-    (members for checkpoint averaging, :func:`htr_tf.models.average.average_recognizers`).
+    """Save the bundle (recogniser or layout model): ``best_dir`` when ``monitor`` improves,
+    ``last_dir`` each epoch, and, with ``keep_epochs`` > 0, ``epochs_dir/epoch-NNN`` for the last
+    ``keep_epochs`` epochs (members for checkpoint averaging, :func:`htr_tf.models.average.average_bundles`).
 
-    ``make_bundle(epoch, logs)`` returns the :class:`Recognizer` to save (with float32
-    weights and ``info`` filled in).  On a resumed run the best value is read back from the
+    ``make_bundle(epoch, logs)`` returns the bundle to save (with float32 weights and ``info``
+    filled in).  On a resumed run the best value is read back from the
     existing ``best_dir`` bundle, so a worse epoch never overwrites a better one.
     """
 
