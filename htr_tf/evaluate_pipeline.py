@@ -254,13 +254,11 @@ class _CachedBackend:
         self.charset = backend.charset
         self.geometry = backend.geometry
         self.width_downsample = backend.width_downsample
+        self.lines = getattr(backend, "lines", None)   # its config holds the line-type classifier
         self._cache: dict[tuple[str, bytes], Any] = {}
-        #: The page's first line detection: the handwritten area's (the printed bands' follow).
-        self.area_lines: tuple[np.ndarray, np.ndarray] | None = None
 
     def clear(self) -> None:
         self._cache.clear()
-        self.area_lines = None
 
     def _get(self, kind: str, key: bytes, fn: Callable[[], Any]) -> Any:
         k = (kind, key)
@@ -273,11 +271,7 @@ class _CachedBackend:
 
     def find_lines(self, page: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         r = np.zeros(0, np.float32) if region is None else np.asarray(region, np.float32)
-        boxes, scores = self._get("lines", _key(page, r), lambda: self.inner.find_lines(page, region))
-        if self.area_lines is None:
-            self.area_lines = (np.asarray(boxes, np.float32).reshape(-1, 4),
-                               np.asarray(scores, np.float32).reshape(-1))
-        return boxes, scores
+        return self._get("lines", _key(page, r), lambda: self.inner.find_lines(page, region))
 
     def log_probs(self, images: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lp, ln = self._get("lp", _key(images, np.asarray(widths)), lambda: self.inner.log_probs(images, widths))
@@ -412,16 +406,12 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         if page.line_boxes is None:
             has_boxes = False
         else:
-            boxes, scores = cached.area_lines or (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-            keep = scores >= pipeline.options.min_line_score   # what the pipeline kept
-            if pipeline.options.drop_empty_lines and keep.any():
-                from htr_tf.line_shapes import line_shapes
-
-                kept = np.nonzero(keep)[0]
-                keep[kept] = [s.from_ink for s in line_shapes(page.image, boxes[kept])]
+            # the lines the pipeline took for handwriting (in the area, and outside it where the
+            # line-type classifier says so), before the confidence floor: the layout's own
+            layout = pipes[0].find_layout(page.image)
             one = LineCounts(IOU_THRESHOLD)
-            one.add(boxes[keep], scores[keep], page.line_boxes)
-            counts.add(boxes[keep], scores[keep], page.line_boxes)
+            one.add(layout.boxes, layout.scores, page.line_boxes)
+            counts.add(layout.boxes, layout.scores, page.line_boxes)
             row["recall50"], row["precision50"] = one.as_dict()["recall"], one.as_dict()["precision"]
             line_hyps: dict[str, list[Any]] = {}
             gt_shapes = None

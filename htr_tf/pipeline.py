@@ -41,6 +41,7 @@ from htr_tf.results import LineResult, PageResult, RegionResult, line_frame_widt
 
 if TYPE_CHECKING:
     from htr_tf.decode.ctc import Decoder
+    from htr_tf.line_type import LineTypeConfig
 
 __all__ = ["Backend", "LocalBackend", "Pipeline", "PipelineOptions", "PageLayout", "load_pipeline", "make_backend",
            "make_regions",
@@ -222,6 +223,10 @@ class PipelineOptions:
     #: (:func:`detection_region`): it resizes its region to a fixed width, so a tight area
     #: round one short line would blow the line up past the sizes it learnt, and split it.
     min_region_width: float = 0.5
+    #: Classify the lines found outside the handwritten area as printed or handwritten with the
+    #: line detector's classifier (:mod:`htr_tf.line_type`; none: all are printed), so a date
+    #: line, a signature or a page id written outside the main block is read with it.
+    classify_outside: bool = True
     #: Recognise the printed regions too (``htr ocr --include-printed``); otherwise their
     #: lines have boxes and polygons but no text, and the page text leaves them out.
     read_printed: bool = False
@@ -252,6 +257,16 @@ class PageLayout:
     printed_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     printed_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     printed_shapes: list[Any] = field(default_factory=list)
+
+    def add_lines(self, boxes: np.ndarray, scores: np.ndarray, shapes: Sequence[Any]) -> None:
+        """Add handwritten lines found outside the area, all lines kept top to bottom."""
+        if len(boxes) == 0:
+            return
+        b = np.concatenate([self.boxes.reshape(-1, 4), np.asarray(boxes, np.float32).reshape(-1, 4)])
+        s = np.concatenate([self.scores.reshape(-1), np.asarray(scores, np.float32).reshape(-1)])
+        sh = list(self.shapes) + list(shapes)
+        order = np.lexsort((b[:, 0], b[:, 1]))
+        self.boxes, self.scores, self.shapes = b[order], s[order], [sh[k] for k in order]
 
     def printed_lines(self) -> list[LineResult]:
         """The printed lines as results without text (reported, not read)."""
@@ -330,8 +345,10 @@ class Pipeline:
 
     def find_layout(self, gray: np.ndarray, timings: dict[str, float] | None = None) -> "PageLayout":
         """The layout of a gray uint8 page, before recognition: the handwritten area, the lines
-        found in it and, with ``find_printed`` or ``read_printed``, the printed lines outside it
-        (:mod:`htr_tf.printed`); seconds per stage go into ``timings`` (area, lines, printed)."""
+        found in it and, with ``find_printed`` or ``read_printed``, the lines outside it
+        (:mod:`htr_tf.printed`): those the line-type classifier takes for handwriting
+        (``classify_outside``, :mod:`htr_tf.line_type`) join the handwritten lines, the rest are
+        printed; seconds per stage go into ``timings`` (area, lines, printed)."""
         timings = {} if timings is None else timings
         h, w = gray.shape[:2]
         o = self.options
@@ -352,9 +369,24 @@ class Pipeline:
 
             t = time.perf_counter()
             pb, ps = find_printed_lines(self.backend.find_lines, gray, area, boxes)
-            layout.printed_boxes, layout.printed_scores, layout.printed_shapes = self._kept_lines(gray, pb, ps)
+            pb, ps, pshapes = self._kept_lines(gray, pb, ps)
+            classifier = self.line_type
+            if classifier is not None and o.classify_outside and len(pb):
+                from htr_tf.line_type import printed_probability
+
+                crops = [_crop.cut_line(gray, b, pad_x=o.line_pad_x, pad_y=o.line_pad_y, isolate=False)[0] for b in pb]
+                hand = printed_probability(classifier, crops) < classifier.threshold
+                layout.add_lines(pb[hand], ps[hand], [sh for sh, k in zip(pshapes, hand) if k])
+                pb, ps, pshapes = pb[~hand], ps[~hand], [sh for sh, k in zip(pshapes, hand) if not k]
+            layout.printed_boxes, layout.printed_scores, layout.printed_shapes = pb, ps, pshapes
             timings["printed"] = time.perf_counter() - t
         return layout
+
+    @property
+    def line_type(self) -> "LineTypeConfig | None":
+        """The line detector's printed-or-handwritten classifier (:mod:`htr_tf.line_type`), if any."""
+        config = getattr(getattr(self.backend, "lines", None), "config", None)
+        return getattr(config, "line_type", None)
 
     def _recognized(self, gray: np.ndarray, boxes: np.ndarray, shapes: Sequence[Any], scores: np.ndarray,
                     timings: dict[str, float]) -> list[LineResult]:

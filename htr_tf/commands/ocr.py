@@ -103,15 +103,20 @@ def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
 
 
 def add_printed_arguments(q: argparse.ArgumentParser) -> None:
-    """``--include-printed`` / ``--no-printed``: printed text outside the handwritten area
-    (:attr:`PipelineOptions.find_printed`, :attr:`PipelineOptions.read_printed`)."""
+    """``--include-printed`` / ``--no-printed`` / ``--outside-as-printed``: text outside the handwritten
+    area (:attr:`PipelineOptions.find_printed`, :attr:`PipelineOptions.read_printed`,
+    :attr:`PipelineOptions.classify_outside`)."""
     g = q.add_mutually_exclusive_group()
     g.add_argument("--include-printed", action="store_true",
                    help="recognise printed text too (found outside the handwritten area, e.g. a form's "
                         "header and prompt): its lines get text and join the page text; by default printed "
                         "regions are reported (JSON, PAGE, ALTO, overlay) but not read")
     g.add_argument("--no-printed", action="store_true",
-                   help="do not look for printed text outside the handwritten area (saves the time)")
+                   help="do not look for text outside the handwritten area (saves the time; handwriting "
+                        "outside it, such as a date line or a signature, is then not read either)")
+    q.add_argument("--outside-as-printed", action="store_true",
+                   help="report every line found outside the handwritten area as printed, without asking the "
+                        "line detector's printed-or-handwritten classifier (htr_tf.line_type)")
 
 
 def confidence_options(a: argparse.Namespace) -> dict[str, float]:
@@ -124,7 +129,8 @@ def confidence_options(a: argparse.Namespace) -> dict[str, float]:
 def printed_options(a: argparse.Namespace) -> dict[str, bool]:
     """The :class:`PipelineOptions` fields :func:`add_printed_arguments`' options set."""
     read = bool(getattr(a, "include_printed", False))
-    return {"find_printed": read or not getattr(a, "no_printed", False), "read_printed": read}
+    return {"find_printed": read or not getattr(a, "no_printed", False), "read_printed": read,
+            "classify_outside": not getattr(a, "outside_as_printed", False)}
 
 
 def load_recognizer(model: str | None) -> Any:

@@ -59,6 +59,25 @@ def _average(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train_line_type(a: argparse.Namespace) -> int:
+    import json
+
+    from htr_tf.bundle import require_bundled
+    from htr_tf.train.line_type import LineTypeSource, train_line_type
+
+    train = ([LineTypeSource.parse(s, True, "train") for s in a.forms]
+             + [LineTypeSource.parse(s, False, "train") for s in a.handwritten])
+    val = ([LineTypeSource.parse(s, True, "validation") for s in a.val_forms]
+           + [LineTypeSource.parse(s, False, "validation") for s in a.val_handwritten])
+    lines = a.lines or require_bundled("lines")
+    info = train_line_type(lines, a.out, train, val, threshold=a.threshold, limit=a.limit, per_page=a.per_page,
+                           seed=a.seed, paragraph=a.paragraph, progress=not a.quiet)
+    print(json.dumps({"out": str(a.out), **{k: info[k] for k in ("train", "train_score", "validation",
+                                                                 "validation_thresholds") if k in info}},
+                     indent=1))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (recognizer, paragraph, lines) with keras.fit")
     ts = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
@@ -91,6 +110,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int)
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=_train_recognizer)
+
+    t = ts.add_parser(
+        "line-type", help="fit the printed-or-handwritten classifier for lines outside the handwritten area",
+        description="Fit the classifier that tells the lines found outside the handwritten area apart "
+                    "(printed, or handwriting such as a date line, a signature or a page id) and write a copy of "
+                    "the line detector bundle that carries it (htr_tf.line_type). Handwritten examples are the "
+                    "ground-truth lines of every record set; printed ones are the lines found outside the area "
+                    "of --forms record sets (whose handwriting is all in the ground truth) that match none.")
+    t.add_argument("--forms", nargs="*", default=[], metavar="RECORDS[:SPLIT]",
+                   help="form records whose handwriting is all in the ground truth (synthetic forms, copiste): "
+                        "handwritten and printed examples (split defaults to train)")
+    t.add_argument("--handwritten", nargs="*", default=[], metavar="RECORDS[:SPLIT]",
+                   help="form records giving handwritten examples only")
+    t.add_argument("--val-forms", nargs="*", default=[], metavar="RECORDS[:SPLIT]",
+                   help="validation forms, scored per set (split defaults to validation)")
+    t.add_argument("--val-handwritten", nargs="*", default=[], metavar="RECORDS[:SPLIT]")
+    t.add_argument("--lines", help="line detector bundle to extend (default: bundled)")
+    t.add_argument("--paragraph", help="handwritten-area bundle used to find the outside lines (default: bundled)")
+    t.add_argument("--out", required=True, help="output line detector bundle directory (written atomically)")
+    t.add_argument("--threshold", type=float, default=0.5,
+                   help="printed probability below which an outside line is read as handwriting (default 0.5)")
+    t.add_argument("--limit", type=int, help="pages per record set")
+    t.add_argument("--per-page", type=int, default=6, help="ground-truth lines taken per training page")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train_line_type)
 
     v = ts.add_parser(
         "average", help="average the weights of bundles from one start (checkpoint averaging, model soup)",

@@ -45,6 +45,7 @@ import numpy as np
 
 from htr_tf.config import Config
 from htr_tf.errors import ConfigError, DataError, ModelError
+from htr_tf.line_type import LineTypeConfig
 from htr_tf.models.layout_common import (BUNDLE_FORMAT_VERSION, FCNConfig, area_resize, build_fcn,
                                          check_page, load_keras_model, normalize_page, read_bundle_meta,
                                          save_bundle, save_module, tf_area_resize,
@@ -82,10 +83,15 @@ class LineDetectorConfig(Config):
     merge_gap: float = 2.0
     #: Added around the area on every side before cropping, as a fraction of the area's width.
     region_margin: float = 0.02
+    #: Printed-or-handwritten classifier for lines found outside the handwritten area
+    #: (:mod:`htr_tf.line_type`, ``htr train line-type``); None: every such line is printed.
+    line_type: LineTypeConfig | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.fcn, dict):
             self.fcn = FCNConfig.from_dict(self.fcn)
+        if isinstance(self.line_type, dict):
+            self.line_type = LineTypeConfig.from_dict(self.line_type)
         if self.version != CONFIG_VERSION:
             raise ConfigError(f"LineDetectorConfig: version {self.version} is not supported "
                               f"(this htr-tf reads {CONFIG_VERSION})")
