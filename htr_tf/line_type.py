@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -180,7 +179,3 @@ def fit_line_type(features: np.ndarray, printed: np.ndarray, l2: float = 1.0, it
     return LineTypeConfig(mean=tuple(mean), scale=tuple(scale), weights=tuple(w[:-1]), bias=float(w[-1]),
                           threshold=threshold, info=dict(info or {}))
 
-
-def replace_threshold(config: LineTypeConfig, threshold: float) -> LineTypeConfig:
-    """``config`` with another threshold."""
-    return dataclasses.replace(config, threshold=float(threshold))

@@ -49,18 +49,6 @@ class LineTypeSource:
         return cls(path, split or default_split, forms)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def collect_line_type_samples(pipeline: Any, source: LineTypeSource, limit: int | None = None,
                               per_page: int = 6, seed: int = 0, progress: bool = False
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,6 +58,7 @@ def collect_line_type_samples(pipeline: Any, source: LineTypeSource, limit: int 
     line (IoU >= 0.5), printed (or not text at all: a rule, a grid) where it matches none."""
     from htr_tf import crop as _crop
     from htr_tf.evaluate_pipeline import pages_from_records
+    from htr_tf.geometry import box_iou
     from htr_tf.line_type import NUM_FEATURES, line_features
 
     o = pipeline.options
@@ -95,7 +84,7 @@ def collect_line_type_samples(pipeline: Any, source: LineTypeSource, limit: int 
             add(page.image, gt[k], 0, False)
         if source.forms:
             found = layout_pipe.find_layout(page.image).printed_boxes
-            overlap = _iou(found, gt)
+            overlap = box_iou(found, gt)
             for k, box in enumerate(found):
                 best = float(overlap[k].max()) if overlap.size else 0.0
                 if best >= 0.5:
