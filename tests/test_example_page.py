@@ -73,6 +73,7 @@ def test_tflite_reads_the_example_page_as_local(local_results, tmp_path):
 
     local, results = local_results
     bundled = tflite.TFLiteBackend.load()
+    assert bundled.lines.config.line_type == local.lines.config.line_type is not None
     for decoder, ref in results.items():
         got = Pipeline(bundled, decoder).run(PAGE)
         # float16 layout models: the same area, and line boxes within a few pixels (a line's box is
@@ -104,6 +105,8 @@ def test_grpc_reads_the_example_page_as_local(local_results, tmp_path):
     try:
         backend = GrpcBackend.connect(server.address)
         try:
+            # the printed-or-handwritten classifier travels in the served detector's metadata
+            assert backend.lines.config.line_type == local.lines.config.line_type is not None
             for decoder, ref in results.items():
                 got = Pipeline(backend, decoder).run(PAGE)
                 assert_same_layout(got, ref)
