@@ -368,7 +368,7 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
     """The body of :func:`evaluate_pipeline` once its inputs are resolved."""
     from htr_tf.evaluate import score_lines
     from htr_tf.layout_eval import LineCounts
-    from htr_tf.pipeline import Pipeline
+    from htr_tf.pipeline import MIN_PAGE_SIDE, Pipeline
 
     names = [n for n, _ in decs]
     cached = _CachedBackend(pipeline.backend)
@@ -389,8 +389,11 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         refs = [cs.normalize(t) for t in page.line_texts]
         hyps: dict[str, list[str]] = {}
         results = []
+        # one layout per page, shared by every decoder; its lines (in the area, and outside it where
+        # the line-type classifier says handwriting, before the confidence floor) are what detection scores
+        layout = pipes[0].find_layout(page.image) if min(page.image.shape[:2]) >= MIN_PAGE_SIDE else None
         for (name, _), pipe in zip(decs, pipes):
-            res = pipe.run(page.image, id=page.id)
+            res = pipe.run(page.image, id=page.id, layout=layout)
             results.append(res)
             hyps[name] = [ln.text for ln in res.lines]
             decode_times[name] += res.timings.get("decode", 0.0)
@@ -406,12 +409,11 @@ def _evaluate(pipeline: "Pipeline", decs: list[tuple[str, "Decoder"]], pages: It
         if page.line_boxes is None:
             has_boxes = False
         else:
-            # the lines the pipeline took for handwriting (in the area, and outside it where the
-            # line-type classifier says so), before the confidence floor: the layout's own
-            layout = pipes[0].find_layout(page.image)
+            boxes, scores = ((layout.boxes, layout.scores) if layout is not None
+                             else (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)))
             one = LineCounts(IOU_THRESHOLD)
-            one.add(layout.boxes, layout.scores, page.line_boxes)
-            counts.add(layout.boxes, layout.scores, page.line_boxes)
+            one.add(boxes, scores, page.line_boxes)
+            counts.add(boxes, scores, page.line_boxes)
             row["recall50"], row["precision50"] = one.as_dict()["recall"], one.as_dict()["precision"]
             line_hyps: dict[str, list[Any]] = {}
             gt_shapes = None

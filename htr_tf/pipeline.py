@@ -247,7 +247,8 @@ class PipelineOptions:
 class PageLayout:
     """What :meth:`Pipeline.find_layout` finds on a page: the handwritten ``area`` (xyxy page
     px) and its score, the handwritten lines in it (boxes ``[N, 4]`` in the detector's order,
-    scores, :class:`~htr_tf.line_shapes.LineShape` each) and the printed lines outside it."""
+    scores, :class:`~htr_tf.line_shapes.LineShape` each) and the printed lines outside it, and
+    the seconds each stage took (``timings``: area, lines, printed)."""
 
     area: np.ndarray
     area_score: float
@@ -257,6 +258,7 @@ class PageLayout:
     printed_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     printed_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     printed_shapes: list[Any] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def add_lines(self, boxes: np.ndarray, scores: np.ndarray, shapes: Sequence[Any]) -> None:
         """Add handwritten lines found outside the area, all lines kept top to bottom."""
@@ -306,14 +308,16 @@ class Pipeline:
         return self.backend.geometry
 
     # -- one page ---------------------------------------------------------------------------------
-    def run(self, page: "np.ndarray | str | os.PathLike | bytes", id: str | None = None) -> PageResult:
-        """Recognise one page (a gray/colour array, an image path, or encoded bytes)."""
+    def run(self, page: "np.ndarray | str | os.PathLike | bytes", id: str | None = None,
+            layout: "PageLayout | None" = None) -> PageResult:
+        """Recognise one page (a gray/colour array, an image path, or encoded bytes).  ``layout``:
+        this page's :meth:`find_layout`, found already (several decoders reading one page share it)."""
         gray, name = _as_gray(page)
-        return self._run_gray(gray, id if id is not None else name)
+        return self._run_gray(gray, id if id is not None else name, layout)
 
     __call__ = run
 
-    def _run_gray(self, gray: np.ndarray, id: str | None) -> PageResult:
+    def _run_gray(self, gray: np.ndarray, id: str | None, layout: "PageLayout | None" = None) -> PageResult:
         h, w = gray.shape
         timings: dict[str, float] = {}
         result = PageResult(width=w, height=h, id=id, timings=timings,
@@ -321,7 +325,9 @@ class Pipeline:
         if h < MIN_PAGE_SIDE or w < MIN_PAGE_SIDE:
             result.warnings.append(f"image is {w}x{h} pixels: too small to hold text")
             return result
-        layout = self.find_layout(gray, timings)
+        if layout is None:
+            layout = self.find_layout(gray)
+        timings.update(layout.timings)
         o = self.options
         printed = layout.printed_lines()
         if o.read_printed:
@@ -348,7 +354,7 @@ class Pipeline:
         found in it and, with ``find_printed`` or ``read_printed``, the lines outside it
         (:mod:`htr_tf.printed`): those the line-type classifier takes for handwriting
         (``classify_outside``, :mod:`htr_tf.line_type`) join the handwritten lines, the rest are
-        printed; seconds per stage go into ``timings`` (area, lines, printed)."""
+        printed; seconds per stage go into ``timings`` (area, lines, printed), and into the layout's."""
         timings = {} if timings is None else timings
         h, w = gray.shape[:2]
         o = self.options
@@ -363,7 +369,7 @@ class Pipeline:
         boxes, scores = self.backend.find_lines(gray, detection_region(area, w, o.min_region_width))
         boxes, scores, shapes = self._kept_lines(gray, boxes, scores)
         timings["lines"] = time.perf_counter() - t
-        layout = PageLayout(area, float(area_score), boxes, scores, shapes)
+        layout = PageLayout(area, float(area_score), boxes, scores, shapes, timings=timings)
         if o.find_printed or o.read_printed:
             from htr_tf.printed import find_printed_lines
 

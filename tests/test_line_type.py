@@ -89,6 +89,12 @@ def test_handwriting_outside_the_area_is_read_and_print_stays_apart():
     assert len(as_hand.lines) == 7 and as_hand.text.count("the") == 7
     assert [ln.box[1] for ln in as_hand.regions[0].lines] == sorted(ln.box[1] for ln in as_hand.regions[0].lines)
 
+    # a layout found once serves another reading of the page (evaluate shares it between decoders)
+    pipe = Pipeline(NoteBackend(LineTypeConfig.identity(threshold=0.6)), "greedy")
+    shared = pipe.run(page, layout=pipe.find_layout(page))
+    assert shared.to_dict()["regions"] == as_hand.to_dict()["regions"]
+    assert {"area", "lines", "printed"} <= set(shared.timings)
+
     as_print = Pipeline(NoteBackend(LineTypeConfig.identity(threshold=0.4)), "greedy").run(page)
     assert sum(len(r.lines) for r in as_print.regions if r.type == "printed") == 4 and len(as_print.lines) == 3
 
