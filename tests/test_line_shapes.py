@@ -8,7 +8,7 @@ import pytest
 from conftest import render_note
 
 from htr_tf.layout_eval import BaselineCounts, baseline_scores, evaluate_lines, match_by_iou, polygon_iou
-from htr_tf.line_shapes import ShapeOptions, line_shapes
+from htr_tf.line_shapes import ShapeOptions, _clusters, line_shapes
 
 TEXTS = ["the Letters of Sir", "and Orders to it", "Captain; quoted 42"]
 
@@ -154,3 +154,26 @@ def test_thin_faint_marks_stay_in_the_outline():
     lost = line_shapes(page, boxes, ShapeOptions(keep_thin_marks=False))[0]
     assert kept.polygon[:, 0].max() >= 530 > lost.polygon[:, 0].max()
     assert ShapeOptions().keep_thin_marks
+
+
+def test_lines_far_apart_are_outlined_apart_at_one_ink_threshold():
+    """A note at the top of a tall page and a detection on bare, noisy paper far below it: the
+    two are outlined on separate work areas (the page between them is not analysed), but the
+    paper's noise is still told from ink by the page's threshold, not by one of its own."""
+    page, gt, _ = _note_page()
+    boxes = _detected_boxes(gt)
+    tall = np.full((3000, page.shape[1]), 235, np.uint8)
+    tall[:700] = page
+    noise = np.random.default_rng(0).normal(235, 8, (500, page.shape[1]))
+    tall[2400:2900] = np.clip(noise, 0, 255).astype(np.uint8)
+    smudge = np.array([[300, 2600, 1100, 2660]], np.float32)
+    (alone,) = line_shapes(tall, smudge)
+    assert alone.from_ink                              # on its own, Otsu finds "ink" in the noise
+    both = np.concatenate([boxes, smudge])
+    lh = float(np.median(both[:, 3] - both[:, 1]))
+    assert [c.tolist() for c in _clusters(both, 3 * lh)] == [[0, 1, 2], [3]]
+    shapes = line_shapes(tall, both)
+    assert [s.from_ink for s in shapes] == [True, True, True, False]
+    note = line_shapes(tall, boxes)
+    iou = polygon_iou([s.polygon for s in shapes[:3]], [s.polygon for s in note])
+    assert (np.diag(iou) > 0.95).all(), iou
