@@ -51,22 +51,14 @@ class Config:
 
     @classmethod
     def load(cls: type[T], path: str | os.PathLike) -> T:
-        """Load from ``.json``, ``.yaml`` or ``.yml``."""
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
+        """Load from ``.json``, ``.yaml`` or ``.yml``.
 
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as e:  # yaml/json errors have many types
-            raise ConfigError(f"{path}: cannot parse config: {e}") from None
-        if data is not None and not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config must be a mapping, got {type(data).__name__}")
+        A file may start from another one: ``extends: base.yaml`` (a path relative to the file)
+        takes that file's mapping and sets this file's keys over it, mappings merged key by key
+        and lists replaced whole, so a recipe that differs from another in its seed and epochs
+        says only that."""
+        path = Path(path)
+        data = _read_mapping(path, ())
         try:
             return cls.from_dict(data)
         except ConfigError as e:
@@ -82,6 +74,51 @@ class Config:
         else:
             text = json.dumps(_plain(self.to_dict()), indent=2)
         atomic_write_text(path, text)
+
+
+#: The key of a config file that names the file it starts from (:meth:`Config.load`).
+EXTENDS_KEY = "extends"
+
+
+def _read_mapping(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """A config file's mapping with its ``extends`` chain resolved (``chain``: the files that
+    extend it, to refuse a cycle)."""
+    if not path.exists():
+        where = f" (extended by {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}: config file not found{where}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # yaml/json errors have many types
+        raise ConfigError(f"{path}: cannot parse config: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping, got {type(data).__name__}")
+    base = data.pop(EXTENDS_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {EXTENDS_KEY} must be a file name, got {base!r}")
+    here = path.resolve()
+    parent = (path.parent / base).resolve()
+    if parent == here or parent in chain:
+        raise ConfigError(f"{path}: {EXTENDS_KEY} makes a cycle: "
+                          + " -> ".join(str(p) for p in (*chain, here, parent)))
+    return _merged(_read_mapping(parent, (*chain, here)), data)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` set over ``base``: mappings merged key by key, everything else replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _is_tuple_hint(hint: Any) -> bool:

@@ -104,6 +104,27 @@ def test_config_round_trip_and_rejects_unknown_keys(tmp_path):
         _Outer.load(tmp_path / "bad.yaml")
 
 
+def test_config_extends_another_file(tmp_path):
+    """``extends:`` starts from another file: mappings merge key by key, the rest is replaced;
+    a missing parent and a cycle are clear errors."""
+    (tmp_path / "base.yaml").write_text("name: base\ninner: {a: 2}\nsizes: [5, 6]\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("extends: ../base.yaml\nsizes: [7]\n")
+    (tmp_path / "grandchild.json").write_text('{"extends": "sub/child.yaml", "name": "g"}')
+    assert _Outer.load(tmp_path / "sub" / "child.yaml") == _Outer(name="base", inner=_Inner(a=2), sizes=(7,))
+    assert _Outer.load(tmp_path / "grandchild.json") == _Outer(name="g", inner=_Inner(a=2), sizes=(7,))
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml: config file not found .extended by .*orphan.yaml"):
+        _Outer.load(tmp_path / "orphan.yaml")
+    (tmp_path / "x.yaml").write_text("extends: y.yaml\n")
+    (tmp_path / "y.yaml").write_text("extends: x.yaml\nname: y\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        _Outer.load(tmp_path / "x.yaml")
+    (tmp_path / "bad-extends.yaml").write_text("extends: [a, b]\n")
+    with pytest.raises(ConfigError, match="extends must be a file name"):
+        _Outer.load(tmp_path / "bad-extends.yaml")
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "f.txt"
     target.write_text("old")
