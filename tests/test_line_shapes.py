@@ -74,6 +74,8 @@ def test_a_detection_on_a_bare_rule_has_no_writing():
 def test_no_boxes_and_blank_pages():
     blank = np.full((200, 300), 250, np.uint8)
     assert line_shapes(blank, np.zeros((0, 4))) == []
+    off_page = np.array([[-900, 50, -700, 70], [-400, 50, -200, 70]], np.float32)  # two clusters, left of it
+    assert [s.from_ink for s in line_shapes(blank, off_page)] == [False, False]
     (s,) = line_shapes(blank, np.array([[10, 10, 200, 50]], np.float32))
     assert not s.from_ink and s.baseline[0, 1] == pytest.approx(40.0)
 
