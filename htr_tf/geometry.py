@@ -115,6 +115,20 @@ def union_box(boxes: np.ndarray) -> np.ndarray:
     return np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()], np.float32)
 
 
+def connected_groups(adj: np.ndarray) -> np.ndarray:
+    """Group label (the smallest member's index) of each node of an undirected graph given by
+    its boolean adjacency matrix ``adj`` (``[N, N]``): nodes joined by a path share a label."""
+    if len(adj) == 0:
+        return np.zeros((0,), np.int64)
+    reach = np.asarray(adj, bool) | np.eye(len(adj), dtype=bool)
+    while True:
+        nxt = (reach.astype(np.float32) @ reach.astype(np.float32)) > 0
+        if (nxt == reach).all():
+            break
+        reach = nxt
+    return np.argmax(reach, axis=1)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of xyxy boxes: ``[N, 4] x [M, 4] -> [N, M]``."""
     a = np.asarray(a, np.float32).reshape(-1, 4)

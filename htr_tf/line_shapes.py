@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from htr_tf.geometry import connected_groups, union_box
+
 __all__ = ["LineShape", "ShapeOptions", "line_shapes"]
 
 
@@ -135,10 +137,7 @@ def _union_threshold(gray: np.ndarray, boxes: np.ndarray, lh: float, o: ShapeOpt
     smudge) does not find "ink" in its noise."""
     import cv2
 
-    H, W = gray.shape[:2]
-    m = o.reach * lh + 2
-    ax0, ay0 = int(max(0, np.floor(boxes[:, 0].min() - m))), int(max(0, np.floor(boxes[:, 1].min() - m)))
-    ax1, ay1 = int(min(W, np.ceil(boxes[:, 2].max() + m))), int(min(H, np.ceil(boxes[:, 3].max() + m)))
+    ax0, ay0, ax1, ay1 = _work_box(boxes, o.reach * lh + 2, gray.shape)
     if ax1 - ax0 < 2 or ay1 - ay0 < 2:
         return -1.0                                    # no page under the lines: nothing is ink
     area = gray[ay0:ay1, ax0:ax1]
@@ -158,14 +157,16 @@ def _clusters(boxes: np.ndarray, margin: float) -> list[np.ndarray]:
     g = boxes + np.array([-margin, -margin, margin, margin], np.float32)
     touch = (g[:, None, 0] < g[None, :, 2]) & (g[None, :, 0] < g[:, None, 2]) & \
             (g[:, None, 1] < g[None, :, 3]) & (g[None, :, 1] < g[:, None, 3])
-    group = np.arange(len(boxes))
-    while True:                                        # propagate the smallest index along touches
-        nxt = np.where(touch, group[None, :], len(boxes)).min(axis=1)
-        nxt = np.minimum(nxt, group)
-        if (nxt == group).all():
-            break
-        group = nxt[nxt]
+    group = connected_groups(touch)
     return [np.nonzero(group == k)[0] for k in np.unique(group)]
+
+
+def _work_box(boxes: np.ndarray, margin: float, page_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Integer xyxy box of the union of ``boxes`` grown by ``margin``, clipped to the page."""
+    x0, y0, x1, y1 = union_box(boxes)
+    H, W = page_shape[:2]
+    return (int(max(0, np.floor(x0 - margin))), int(max(0, np.floor(y0 - margin))),
+            int(min(W, np.ceil(x1 + margin))), int(min(H, np.ceil(y1 + margin))))
 
 
 def _shapes_in_area(gray: np.ndarray, boxes: np.ndarray, lh: float, o: ShapeOptions,
@@ -176,9 +177,7 @@ def _shapes_in_area(gray: np.ndarray, boxes: np.ndarray, lh: float, o: ShapeOpti
 
     n = len(boxes)
     H, W = gray.shape[:2]
-    m = o.reach * lh + 2 if margin is None else margin
-    ax0, ay0 = int(max(0, np.floor(boxes[:, 0].min() - m))), int(max(0, np.floor(boxes[:, 1].min() - m)))
-    ax1, ay1 = int(min(W, np.ceil(boxes[:, 2].max() + m))), int(min(H, np.ceil(boxes[:, 3].max() + m)))
+    ax0, ay0, ax1, ay1 = _work_box(boxes, o.reach * lh + 2 if margin is None else margin, gray.shape)
     if ax1 - ax0 < 2 or ay1 - ay0 < 2:
         return [_empty_shape(b, o) for b in boxes]
     s = min(1.0, o.work_line_height / lh)

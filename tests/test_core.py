@@ -14,7 +14,7 @@ from htr_tf.charset import BLANK_INDEX, Charset, UnknownCharacterError
 from htr_tf.config import Config
 from htr_tf.errors import ConfigError, DataError
 from htr_tf.fileio import atomic_path, decode_image, encode_png, read_image
-from htr_tf.geometry import LineGeometry, box_iou, resize_line, xywh_to_xyxy, xyxy_to_xywh
+from htr_tf.geometry import LineGeometry, box_iou, connected_groups, resize_line, xywh_to_xyxy, xyxy_to_xywh
 from htr_tf.recognize import line_batch, model_input
 
 
@@ -102,6 +102,14 @@ def test_config_round_trip_and_rejects_unknown_keys(tmp_path):
     (tmp_path / "bad.yaml").write_text("[1, 2")
     with pytest.raises(ConfigError, match="bad.yaml"):
         _Outer.load(tmp_path / "bad.yaml")
+
+
+def test_connected_groups_follow_paths():
+    adj = np.zeros((5, 5), bool)
+    for i, j in ((0, 3), (3, 4), (1, 2)):              # 0-3-4 a path, 1-2 a pair
+        adj[i, j] = adj[j, i] = True
+    assert connected_groups(adj).tolist() == [0, 1, 1, 0, 0]
+    assert connected_groups(np.zeros((0, 0), bool)).tolist() == []
 
 
 def test_config_extends_another_file(tmp_path):

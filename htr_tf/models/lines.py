@@ -45,6 +45,7 @@ import numpy as np
 
 from htr_tf.config import Config
 from htr_tf.errors import ConfigError, DataError, ModelError
+from htr_tf.geometry import connected_groups
 from htr_tf.line_type import LineTypeConfig
 from htr_tf.models.layout_common import (BUNDLE_FORMAT_VERSION, FCNConfig, area_resize, build_fcn,
                                          check_page, load_keras_model, normalize_page, read_bundle_meta,
@@ -169,17 +170,6 @@ def _tf_input_size(config: LineDetectorConfig, crop_h, crop_w):
 
 
 # -- post-processing (numpy) -------------------------------------------------------------------------
-def _closure(adj: np.ndarray) -> np.ndarray:
-    """Group index (smallest member) of each node of an undirected graph given by ``adj``."""
-    reach = adj | np.eye(len(adj), dtype=bool)
-    while True:
-        nxt = (reach.astype(np.float32) @ reach.astype(np.float32)) > 0
-        if (nxt == reach).all():
-            break
-        reach = nxt
-    return np.argmax(reach, axis=1)
-
-
 def _merge_matrix(left, right, top, bottom, height, overlap: float, gap: float) -> np.ndarray:
     v = np.minimum(bottom[:, None], bottom[None, :]) - np.maximum(top[:, None], top[None, :])
     thin = np.minimum((bottom - top)[:, None], (bottom - top)[None, :])
@@ -211,7 +201,7 @@ def line_boxes_from_mask(prob: np.ndarray, config: LineDetectorConfig) -> tuple[
     right, bottom = left + width, top + height
     grow = 1.0 / config.band_fraction - 1.0
     line_h = height + mass / width * grow
-    group = _closure(_merge_matrix(left, right, top, bottom, line_h, config.merge_overlap, config.merge_gap))
+    group = connected_groups(_merge_matrix(left, right, top, bottom, line_h, config.merge_overlap, config.merge_gap))
     _, gid = np.unique(group, return_inverse=True)
     k = int(gid.max()) + 1
     g_left = np.full(k, np.inf, np.float32)
