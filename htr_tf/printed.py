@@ -11,8 +11,10 @@ reported with boxes and polygons, recognised only when asked
 * :func:`outside_bands`: where the detector looks: the full-width band above the area and
   the one below it, and a strip beside the area where one is wide enough (a margin of
   ``margin`` median line heights is kept from the area, so the handwriting's ascenders and
-  descenders stay out).  Every backend has ``find_lines(page, region)``, so this runs the
-  same on Keras, LiteRT and a model server.
+  descenders stay out).  Each band is cut down to the rows that hold ink (:func:`ink_rows`,
+  plus a line height), and a bare band is not searched: the detector's time grows with the
+  band's height, and a form's footer band is mostly paper.  Every backend has
+  ``find_lines(page, region)``, so this runs the same on Keras, LiteRT and a model server.
 * :func:`find_printed_lines`: those detections, minus the ones that overlap a handwritten
   line.
 * :func:`printed_ink_boxes` and :func:`count_inside`: the score.  On a page whose
@@ -34,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["PrintedOptions", "outside_bands", "find_printed_lines", "printed_ink_boxes", "count_inside",
+__all__ = ["PrintedOptions", "outside_bands", "ink_rows", "find_printed_lines", "printed_ink_boxes", "count_inside",
            "evaluate_printed"]
 
 
@@ -52,6 +54,11 @@ class PrintedOptions:
     #: A detection that has more than this fraction of its box inside a handwritten line's
     #: box is part of the handwriting, not printed text.
     max_overlap: float = 0.3
+    #: Each band is cut down to the rows that hold ink (:func:`ink_rows`), plus this many
+    #: median line heights above and below, before the detector sees it: a form's footer band
+    #: is mostly bare paper, and the detector's time grows with the band's height.  A band
+    #: with no ink is not searched.  ``None`` searches the bands whole.
+    trim_pad: float | None = 1.0
 
 
 def outside_bands(area: Sequence[float], page_shape: tuple[int, int], line_height: float,
@@ -74,6 +81,38 @@ def outside_bands(area: Sequence[float], page_shape: tuple[int, int], line_heigh
         if w - (x1 + m) >= o.min_side * w:
             out.append((x1 + m, top, w, bottom))
     return out
+
+
+def ink_rows(page: np.ndarray, band: Sequence[float], step: int = 4, min_ink: int = 3,
+             threshold: float | None = None) -> tuple[float, float] | None:
+    """First and last page row of ``band`` (xyxy page px) that hold ink, from a sample of
+    every ``step``-th pixel: rows with at least ``min_ink`` sampled pixels darker than
+    ``threshold`` (default: Otsu's on the sample); ``None`` when none does.  A sample is
+    enough to tell where text lies (a text line is many sampled rows high and crosses many
+    sampled columns) at a small part of the cost of reading the band."""
+    import cv2
+
+    x0, y0, x1, y1 = (int(round(float(v))) for v in band)
+    sample = np.ascontiguousarray(page[max(y0, 0):max(y1, 0):step, max(x0, 0):max(x1, 0):step])
+    if sample.size == 0:
+        return None
+    if threshold is None:
+        threshold, _ = cv2.threshold(sample, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    rows = np.nonzero(np.count_nonzero(sample <= threshold, axis=1) >= min_ink)[0]
+    if len(rows) == 0:
+        return None
+    top = max(y0, 0)
+    return float(top + rows[0] * step), float(min(top + rows[-1] * step + step, y1))
+
+
+def _trimmed(page: np.ndarray, band: tuple[float, float, float, float], pad: float,
+             threshold: float) -> tuple[float, float, float, float] | None:
+    """``band`` cut down to its inked rows plus ``pad`` px (None: no ink)."""
+    rows = ink_rows(page, band, threshold=threshold)
+    if rows is None:
+        return None
+    x0, y0, x1, y1 = band
+    return (x0, max(y0, rows[0] - pad), x1, min(y1, rows[1] + pad))
 
 
 def _inside_fraction(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -102,7 +141,16 @@ def find_printed_lines(find_lines: Callable[[np.ndarray, np.ndarray], tuple[np.n
     hand = np.asarray(handwritten, np.float32).reshape(-1, 4)
     lh = float(np.median(hand[:, 3] - hand[:, 1])) if len(hand) else 0.0
     boxes, scores = [], []
-    for band in outside_bands(area, page.shape[:2], lh, o):
+    bands = outside_bands(area, page.shape[:2], lh, o)
+    if bands and o.trim_pad is not None:
+        import cv2
+
+        # one ink threshold for the page (a band of bare paper has no ink to find)
+        threshold, _ = cv2.threshold(np.ascontiguousarray(page[::4, ::4]), 0, 255,
+                                     cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+        pad = o.trim_pad * (lh if lh > 0 else 0.02 * page.shape[0])
+        bands = [t for t in (_trimmed(page, band, pad, threshold) for band in bands) if t is not None]
+    for band in bands:
         b, s = find_lines(page, np.asarray(band, np.float32))
         b = np.asarray(b, np.float32).reshape(-1, 4)
         s = np.asarray(s, np.float32).reshape(-1)

@@ -13,7 +13,7 @@ from conftest import log_probs_reading
 from htr_tf.charset import DEFAULT_CHARSET
 from htr_tf.geometry import LineGeometry
 from htr_tf.pipeline import Pipeline, PipelineOptions
-from htr_tf.printed import count_inside, find_printed_lines, outside_bands, printed_ink_boxes
+from htr_tf.printed import PrintedOptions, count_inside, find_printed_lines, ink_rows, outside_bands, printed_ink_boxes
 
 AREA = (100.0, 300.0, 900.0, 620.0)
 HAND = np.array([[110, 320, 700, 384], [110, 420, 860, 484], [110, 520, 500, 584]], np.float32)
@@ -74,6 +74,35 @@ def test_detections_on_handwriting_are_not_printed_and_boxes_stay_in_their_band(
     boxes, scores = find_printed_lines(find_lines, np.zeros((800, 1000), np.uint8), AREA, HAND)
     assert boxes.tolist() == [[100, 80, 820, 120], [100, 636, 400, 740]]            # clipped to the band
     assert scores.tolist() == pytest.approx([0.8, 0.7])
+
+
+def test_bands_are_cut_to_their_inked_rows_and_bare_bands_are_not_searched():
+    page = np.full((1600, 1000), 240, np.uint8)
+    page[1500:1600] = 236                                      # paper a shade darker: not ink
+    cv2.putText(page, "Sentence Database", (100, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)
+    cv2.putText(page, "Name:", (100, 1300), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)
+    top = ink_rows(page, (0, 0, 1000, 284))
+    assert top is not None and 125 <= top[0] <= 135 and 148 <= top[1] <= 158
+    assert ink_rows(page, (0, 636, 1000, 1200)) is None       # bare paper
+    seen = []
+
+    def find_lines(pg, region):
+        seen.append([float(v) for v in region])
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+
+    area = (100.0, 300.0, 900.0, 620.0)
+    find_printed_lines(find_lines, page, area, HAND)
+    (t0, t1), (b0, b1) = [(r[1], r[3]) for r in seen]
+    assert 60 <= t0 <= 72 and 212 <= t1 <= 222                 # the header plus a line height (64 px)
+    assert 1210 <= b0 <= 1226 and 1358 <= b1 <= 1370           # "Name:" alone, not the bare bottom
+    assert all(r[0] == 0 and r[2] == 1000 for r in seen)       # full width: the detector's scale is kept
+    seen.clear()
+    page[1250:1320] = 240                                       # no "Name:": the bottom band is bare
+    find_printed_lines(find_lines, page, area, HAND)
+    assert len(seen) == 1
+    seen.clear()
+    find_printed_lines(find_lines, page, area, HAND, PrintedOptions(trim_pad=None))
+    assert [(r[1], r[3]) for r in seen] == [(0.0, 284.0), (636.0, 1600.0)]   # whole bands
 
 
 def test_printed_regions_are_reported_not_read_unless_asked():
