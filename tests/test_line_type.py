@@ -34,7 +34,7 @@ class NoteBackend(FormBackend):
 
     def find_lines(self, page, region):
         boxes, scores = super().find_lines(page, region)
-        if region[1] == 0:
+        if region[3] <= AREA[1] and region[1] <= NOTE[0, 1]:      # the band above the area, cut to its ink
             boxes, scores = np.concatenate([boxes, NOTE]), np.concatenate([scores, [0.7]]).astype(np.float32)
         return boxes, scores
 
