@@ -90,14 +90,14 @@ def ink_rows(page: np.ndarray, band: Sequence[float], step: int = 4, min_ink: in
     ``threshold`` (default: Otsu's on the sample); ``None`` when none does.  A sample is
     enough to tell where text lies (a text line is many sampled rows high and crosses many
     sampled columns) at a small part of the cost of reading the band."""
-    import cv2
+    from htr_tf.crop import ink_threshold
 
     x0, y0, x1, y1 = (int(round(float(v))) for v in band)
     sample = np.ascontiguousarray(page[max(y0, 0):max(y1, 0):step, max(x0, 0):max(x1, 0):step])
     if sample.size == 0:
         return None
     if threshold is None:
-        threshold, _ = cv2.threshold(sample, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+        threshold = ink_threshold(sample)
     rows = np.nonzero(np.count_nonzero(sample <= threshold, axis=1) >= min_ink)[0]
     if len(rows) == 0:
         return None
@@ -143,11 +143,10 @@ def find_printed_lines(find_lines: Callable[[np.ndarray, np.ndarray], tuple[np.n
     boxes, scores = [], []
     bands = outside_bands(area, page.shape[:2], lh, o)
     if bands and o.trim_pad is not None:
-        import cv2
+        from htr_tf.crop import ink_threshold
 
         # one ink threshold for the page (a band of bare paper has no ink to find)
-        threshold, _ = cv2.threshold(np.ascontiguousarray(page[::4, ::4]), 0, 255,
-                                     cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+        threshold = ink_threshold(np.ascontiguousarray(page[::4, ::4]))
         pad = o.trim_pad * (lh if lh > 0 else 0.02 * page.shape[0])
         bands = [t for t in (_trimmed(page, band, pad, threshold) for band in bands) if t is not None]
     for band in bands:

@@ -90,18 +90,17 @@ def test_bands_are_cut_to_their_inked_rows_and_bare_bands_are_not_searched():
         seen.append([float(v) for v in region])
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
 
-    area = (100.0, 300.0, 900.0, 620.0)
-    find_printed_lines(find_lines, page, area, HAND)
+    find_printed_lines(find_lines, page, AREA, HAND)
     (t0, t1), (b0, b1) = [(r[1], r[3]) for r in seen]
     assert 60 <= t0 <= 72 and 212 <= t1 <= 222                 # the header plus a line height (64 px)
     assert 1210 <= b0 <= 1226 and 1358 <= b1 <= 1370           # "Name:" alone, not the bare bottom
     assert all(r[0] == 0 and r[2] == 1000 for r in seen)       # full width: the detector's scale is kept
     seen.clear()
     page[1250:1320] = 240                                       # no "Name:": the bottom band is bare
-    find_printed_lines(find_lines, page, area, HAND)
+    find_printed_lines(find_lines, page, AREA, HAND)
     assert len(seen) == 1
     seen.clear()
-    find_printed_lines(find_lines, page, area, HAND, PrintedOptions(trim_pad=None))
+    find_printed_lines(find_lines, page, AREA, HAND, PrintedOptions(trim_pad=None))
     assert [(r[1], r[3]) for r in seen] == [(0.0, 284.0), (636.0, 1600.0)]   # whole bands
 
 

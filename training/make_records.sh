@@ -23,8 +23,7 @@ HTR=${HTR:-htr}
 R=$SHARED/real-train
 mkdir -p "$OUT"
 
-have() { [ -e "$OUT/$1/manifest.json" ] || [ -e "$OUT/$1/lines-train.tfrecord" ] || \
-  compgen -G "$OUT/$1/*.tfrecord*" >/dev/null; }
+have() { [ -e "$OUT/$1/manifest.json" ]; }   # sets are renamed into place whole, manifest included
 step() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 real() {  # real() NAME-PREFIX CROP
