@@ -1,8 +1,11 @@
 """Image geometry and normalisation: one place for every resize, pad and box rule.
 
-A line image is gray uint8, dark ink on light paper.  The recogniser sees it resized to
-``LineGeometry.height`` keeping the aspect ratio (never squashed, unless wider than
-``max_width``), normalised to float ``1 - x/255`` so ink is positive and zero padding is
+A line image is gray uint8, dark ink on light paper.  The recogniser sees it with blank
+margins beyond a small fraction of the ink height cut off (loose crops, e.g. a line cut with
+generous padding, otherwise read far worse: measured on the validation splits, a blank
+margin of half the line height above and below took copiste from 13.8 % to 30.5 % CER and
+GW from 7.7 % to 42.9 %), resized to ``LineGeometry.height`` keeping the aspect ratio (never
+squashed, unless wider than ``max_width``), normalised to float ``1 - x/255`` so ink is positive and zero padding is
 blank paper.  Both the numpy path (pipelines, TFLite) and the TF path (tf.data, served
 graphs) use area interpolation so they agree to within rounding.
 
@@ -26,6 +29,11 @@ class LineGeometry:
     min_width: int = 32
     #: Widths are padded up to a multiple of this (the recogniser's width downsampling).
     width_multiple: int = 8
+    #: Cut blank margins down to ``margin_y`` (above and below) and ``margin_x`` (left and
+    #: right) times the ink's height before resizing (:func:`trim_margins`); never cuts ink.
+    trim: bool = True
+    margin_y: float = 0.05
+    margin_x: float = 0.2
 
     def target_width(self, h: int, w: int) -> int:
         """Width after resizing an ``h x w`` crop to ``height`` with its aspect ratio kept."""
@@ -41,17 +49,65 @@ class LineGeometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LineGeometry":
-        return cls(**{k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        cast = {"trim": bool, "margin_y": float, "margin_x": float}
+        return cls(**{k: cast.get(k, int)(v) for k, v in d.items() if k in fields})
 
 
 DEFAULT_LINE_GEOMETRY = LineGeometry()
 
 
+#: Ink is darker than the paper level minus this share of the paper-to-darkest-pixel range.
+INK_DEPTH = 0.25
+#: A row or column with fewer pixels of ink than this is blank (one dark speck is noise).
+INK_MIN_PIXELS = 2
+#: Crops whose paper level and darkest pixel differ by less than this are not trimmed.
+INK_MIN_CONTRAST = 24
+
+
 # -- numpy path -----------------------------------------------------------------------------
-def resize_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
-    """Resize a 2-D uint8 line crop to the geometry's height (aspect ratio kept)."""
+def ink_extent(gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Rows ``y0:y1`` and columns ``x0:x1`` that hold ink in a 2-D uint8 line crop, or None
+    (blank or flat crop).  Paper is the 90th percentile gray level of every other row and
+    column, taken as the ``(9 (n-1)) // 10``-th smallest pixel so the TF twin finds the very
+    same value."""
+    g = np.asarray(gray, np.uint8)
+    if g.size == 0:
+        return None
+    sub = g[::2, ::2].ravel()
+    k = (9 * (sub.size - 1)) // 10
+    paper = int(np.argmax(np.cumsum(np.bincount(sub, minlength=256)) >= k + 1))
+    dark = int(g.min())
+    if paper - dark < INK_MIN_CONTRAST:
+        return None
+    # g < t for a float t is g < ceil(t) for integer g
+    ink = (g < int(np.ceil(np.float32(paper - INK_DEPTH * (paper - dark))))).view(np.uint8)
+    rows = np.flatnonzero(ink.sum(1, dtype=np.int32) >= INK_MIN_PIXELS)
+    cols = np.flatnonzero(ink.sum(0, dtype=np.int32) >= INK_MIN_PIXELS)
+    if len(rows) == 0 or len(cols) == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def trim_margins(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
+    """Cut a line crop's blank margins down to the geometry's share of the ink height."""
+    e = ink_extent(gray) if geometry.trim else None
+    if e is None:
+        return gray
+    y0, y1, x0, x1 = e
+    hi = np.float32(y1 - y0)
+    my = int(np.ceil(np.float32(geometry.margin_y) * hi))
+    mx = int(np.ceil(np.float32(geometry.margin_x) * hi))
+    return gray[max(0, y0 - my):y1 + my, max(0, x0 - mx):x1 + mx]
+
+
+def resize_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY, trim: bool = True) -> np.ndarray:
+    """Trim a 2-D uint8 line crop's margins (unless ``trim`` is False: a crop framed already)
+    and resize it to the geometry's height (aspect ratio kept)."""
     import cv2
 
+    if trim:
+        gray = trim_margins(np.asarray(gray), geometry)
     h, w = gray.shape[:2]
     tw = geometry.target_width(h, w)
     interp = cv2.INTER_AREA if h >= geometry.height else cv2.INTER_LINEAR
@@ -64,10 +120,46 @@ def normalize(gray_uint8: np.ndarray) -> np.ndarray:
 
 
 # -- TensorFlow path (tf.data and served graphs) ----------------------------------------------
+def tf_trim_margins(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
+    """TF twin of :func:`trim_margins` (with :func:`ink_extent`) on uint8 ``[h, w, 1]``."""
+    import tensorflow as tf
+
+    if not geometry.trim:
+        return image
+    g = image[..., 0]
+    h, w = tf.shape(g)[0], tf.shape(g)[1]
+    n = h * w
+    sub = tf.cast(tf.reshape(g[::2, ::2], [-1]), tf.int32)
+    hist = tf.math.bincount(sub, minlength=256, maxlength=256)
+    k = (9 * (tf.size(sub) - 1)) // 10
+    paper = tf.cast(tf.argmax(tf.cast(tf.cumsum(hist) >= k + 1, tf.int32)), tf.int32)
+    dark = tf.reduce_min(tf.concat([tf.cast(tf.reshape(g, [-1]), tf.int32), [255]], 0))
+    thr = tf.cast(paper, tf.float32) - INK_DEPTH * tf.cast(paper - dark, tf.float32)
+    ink = tf.cast(tf.cast(g, tf.float32) < thr, tf.int32)
+    rows = tf.reduce_sum(ink, 1) >= INK_MIN_PIXELS
+    cols = tf.reduce_sum(ink, 0) >= INK_MIN_PIXELS
+    ok = (n > 0) & (paper - dark >= INK_MIN_CONTRAST) & tf.reduce_any(rows) & tf.reduce_any(cols)
+
+    def first(m):
+        return tf.cast(tf.argmax(tf.cast(m, tf.int32)), tf.int32)
+
+    def cut():
+        y0, y1 = first(rows), h - first(tf.reverse(rows, [0]))
+        x0, x1 = first(cols), w - first(tf.reverse(cols, [0]))
+        hi = tf.cast(y1 - y0, tf.float32)
+        my = tf.cast(tf.math.ceil(tf.constant(geometry.margin_y, tf.float32) * hi), tf.int32)
+        mx = tf.cast(tf.math.ceil(tf.constant(geometry.margin_x, tf.float32) * hi), tf.int32)
+        t, l = tf.maximum(y0 - my, 0), tf.maximum(x0 - mx, 0)
+        return image[t:tf.minimum(y1 + my, h), l:tf.minimum(x1 + mx, w)]
+
+    return tf.cond(ok, cut, lambda: image)
+
+
 def tf_resize_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
     """TF twin of :func:`resize_line`: uint8 ``[h, w, 1]`` -> (uint8 ``[H, w', 1]``, ``w'``)."""
     import tensorflow as tf
 
+    image = tf_trim_margins(image, geometry)
     shape = tf.shape(image)
     h = tf.cast(shape[0], tf.float32)
     w = tf.cast(shape[1], tf.float32)

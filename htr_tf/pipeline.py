@@ -204,6 +204,13 @@ class PipelineOptions:
     #: ``apart`` (:func:`htr_tf.crop.cut_apart`) is the box grown to hold the polygon with only
     #: the ink of *other* lines' polygons painted out.
     line_crop: str = "polygon"
+    #: Trim the line crops' blank margins as the recogniser's geometry says before reading them
+    #: (:func:`htr_tf.geometry.trim_margins`, always done for line images handed in).  Off: the
+    #: layout cuts its lines to their ink already, and on the validation pages with soup P9
+    #: (trained without trimming, 2026-12-07) trimming read copiste pages at 17.83 % CER against
+    #: 15.43 % (small print kept above the confidence floor, reframed lines misread), GW 10.72
+    #: against 10.48, peraire 22.11 against 22.68, synthetic forms v1 2.98 against 3.14.
+    trim_margins: bool = False
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
     #: Leave out of the page the lines the recogniser reads with a confidence below this: a
@@ -449,7 +456,8 @@ class Pipeline:
             crops.append(c)
             pboxes.append(pb)
         stage: dict[str, float] = {}
-        decoded = recognize_crops(self.backend, crops, self.decoder, o.batch_size, timings=stage)
+        decoded = recognize_crops(self.backend, crops, self.decoder, o.batch_size, timings=stage,
+                                  trim=o.trim_margins)
         if timings is not None:
             timings.update(stage)
         out = []

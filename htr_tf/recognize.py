@@ -63,13 +63,14 @@ def width_buckets(widths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def line_batch(crops: Sequence[np.ndarray], geometry: "LineGeometry") -> tuple[np.ndarray, np.ndarray]:
-    """Resize 2-D uint8 line crops to ``geometry`` and right-pad them with paper (255) into uint8
-    ``[B, height, W]`` plus their int32 widths; ``W`` is the widest rounded up to
-    ``geometry.width_multiple``."""
+def line_batch(crops: Sequence[np.ndarray], geometry: "LineGeometry", trim: bool = True
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Resize 2-D uint8 line crops to ``geometry`` (margins trimmed unless ``trim`` is False)
+    and right-pad them with paper (255) into uint8 ``[B, height, W]`` plus their int32 widths;
+    ``W`` is the widest rounded up to ``geometry.width_multiple``."""
     from htr_tf.geometry import resize_line
 
-    resized = [resize_line(np.asarray(c), geometry) for c in crops]
+    resized = [resize_line(np.asarray(c), geometry, trim) for c in crops]
     widths = np.array([r.shape[1] for r in resized], np.int32)
     W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
     out = np.full((len(resized), geometry.height, W), 255, np.uint8)
@@ -91,23 +92,32 @@ def model_input(images: np.ndarray, widths: np.ndarray) -> np.ndarray:
     return np.where(cols, normalize(imgs), np.float32(0.0)).astype(np.float32)[..., None]
 
 
-def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16
+def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16, trim: bool = True
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
-    """Per width bucket: (crop indices, log-probs ``[b, T, C]``, lengths ``[b]``, seconds in the model)."""
+    """Per width bucket: (crop indices, log-probs ``[b, T, C]``, lengths ``[b]``, seconds in the model).
+
+    ``trim``: cut the crops' blank margins as the geometry says
+    (:func:`htr_tf.geometry.trim_margins`); False for crops framed already (the page pipeline's).
+    """
+    from htr_tf.geometry import trim_margins
+
     model = line_model(model)
     g = model.geometry
+    if trim:
+        crops = [trim_margins(np.asarray(c), g) for c in crops]
     for idx in width_buckets([g.target_width(*np.asarray(c).shape[:2]) for c in crops], batch_size):
-        images, widths = line_batch([crops[i] for i in idx], g)
+        images, widths = line_batch([crops[i] for i in idx], g, trim=False)
         t = time.perf_counter()
         lp, lengths = model.log_probs(images, widths)
         yield idx, np.asarray(lp), np.asarray(lengths), time.perf_counter() - t
 
 
-def crop_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+def crop_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16, trim: bool = True
+                   ) -> list[np.ndarray]:
     """Each crop's valid log-probabilities ``[T_i, C]``, in the order given (for decoding the
     same outputs many times, as ``htr lm tune`` does)."""
     out: list[Any] = [None] * len(crops)
-    for idx, lp, lengths, _ in batched_log_probs(model, crops, batch_size):
+    for idx, lp, lengths, _ in batched_log_probs(model, crops, batch_size, trim):
         for j, i in enumerate(idx):
             out[i] = lp[j, : int(lengths[j])]
     return out
@@ -115,12 +125,12 @@ def crop_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16
 
 def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Decoder" = "greedy",
                     batch_size: int = 16, decoder_options: dict[str, Any] | None = None,
-                    timings: dict[str, float] | None = None) -> list["DecodedLine"]:
+                    timings: dict[str, float] | None = None, trim: bool = True) -> list["DecodedLine"]:
     """Recognise 2-D uint8 gray line crops, in the order given.
 
     ``model`` is a :class:`LineModel` (or a Keras recogniser, :func:`line_model`).  A decoder
     name is built with the model's tuned settings, ``decoder_options`` overriding them, and
-    closed at the end; a decoder object is used as it is.  ``timings`` (when given) gets
+    closed at the end; a decoder object is used as it is.  ``trim``: as in :func:`batched_log_probs`.  ``timings`` (when given) gets
     ``recognize`` (seconds in the model) and ``decode`` (batching and decoding) added.
     """
     from htr_tf.decode import build_decoder
@@ -131,7 +141,7 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
     in_model = 0.0
     out: list[Any] = [None] * len(crops)
     try:
-        for idx, lp, lengths, seconds in batched_log_probs(model, crops, batch_size):
+        for idx, lp, lengths, seconds in batched_log_probs(model, crops, batch_size, trim):
             in_model += seconds
             for i, line in zip(idx, dec.decode(lp, lengths, model.charset)):
                 out[i] = line

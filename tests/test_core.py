@@ -14,7 +14,8 @@ from htr_tf.charset import BLANK_INDEX, Charset, UnknownCharacterError
 from htr_tf.config import Config
 from htr_tf.errors import ConfigError, DataError
 from htr_tf.fileio import atomic_path, decode_image, encode_png, read_image
-from htr_tf.geometry import LineGeometry, box_iou, connected_groups, resize_line, xywh_to_xyxy, xyxy_to_xywh
+from htr_tf.geometry import (LineGeometry, box_iou, connected_groups, ink_extent, resize_line, trim_margins, xywh_to_xyxy,
+                             xyxy_to_xywh)
 from htr_tf.recognize import line_batch, model_input
 
 
@@ -45,7 +46,7 @@ def test_charset_round_trips_and_extends():
 
 
 def test_line_geometry_keeps_aspect_ratio_and_pads():
-    g = LineGeometry(height=32, max_width=400, width_multiple=8)
+    g = LineGeometry(height=32, max_width=400, width_multiple=8, trim=False)
     img = np.full((64, 300), 255, np.uint8)
     img[20:40, 10:290] = 0
     r = resize_line(img, g)
@@ -71,6 +72,74 @@ def test_tf_and_numpy_resize_agree():
     b, w = tf_resize_line(tf.constant(img[:, :, None]), g)
     assert int(w) == a.shape[1]
     assert np.abs(a - b.numpy()[:, :, 0]).mean() < 2.0
+
+
+def _line_with_margins(seed: int, pad_y: int, pad_x: int) -> np.ndarray:
+    """A noisy paper crop with a band of strokes at its centre and blank margins around it."""
+    rng = np.random.default_rng(seed)
+    h, w = 40 + 2 * pad_y, 300 + 2 * pad_x
+    img = np.clip(rng.normal(225, 6, (h, w)), 0, 255).astype(np.uint8)
+    for x in range(pad_x, pad_x + 300, 7):
+        top = pad_y + int(rng.integers(0, 12))
+        img[top:pad_y + 40 - int(rng.integers(0, 12)), x:x + 2] = rng.integers(20, 90)
+    return img
+
+
+def test_blank_margins_are_trimmed_to_a_share_of_the_ink_height():
+    g = LineGeometry(height=32)  # margins 0.05 / 0.2 of the ink height by default
+    img = _line_with_margins(1, pad_y=60, pad_x=200)
+    y0, y1, x0, x1 = ink_extent(img)
+    assert (y0, y1, x0) == (60, 100, 200) and x1 <= 500
+    t = trim_margins(img, g)
+    assert t.shape == (40 + 2 * 2, x1 - x0 + 2 * 8)  # ceil(0.05 * 40) and ceil(0.2 * 40)
+    thr = 150
+    assert (t < thr).sum() == (img < thr).sum()  # no ink is cut
+    # a loose crop reads like the tight one: same resize of the same ink
+    assert np.array_equal(resize_line(img, g), resize_line(trim_margins(_line_with_margins(1, 60, 200), g), g))
+    # nothing to trim: blank or flat crops, one dark speck, trimming off
+    blank = np.full((50, 80), 250, np.uint8)
+    speck = blank.copy()
+    speck[10, 10] = 0
+    for same in (blank, np.full((50, 80), 30, np.uint8), speck):
+        assert ink_extent(same) is None and trim_margins(same, g) is same
+    assert trim_margins(img, LineGeometry(trim=False)) is img
+    # the bundle's geometry dict carries the rule; an older dict without it trims by default
+    d = LineGeometry(margin_y=0.1, trim=False).to_dict()
+    assert LineGeometry.from_dict(json.loads(json.dumps(d))) == LineGeometry(margin_y=0.1, trim=False)
+    assert LineGeometry.from_dict({"height": 48}).trim
+
+
+def test_line_images_are_read_trimmed_and_framed_crops_as_they_are():
+    from htr_tf.recognize import batched_log_probs
+
+    class Seen:
+        geometry, width_downsample, charset, decoding = LineGeometry(height=32), 8, Charset(), {}
+
+        def log_probs(self, images, widths):
+            self.images = images
+            return np.zeros((len(widths), images.shape[2] // 8, 80), np.float32), np.asarray(widths) // 8
+
+    m = Seen()
+    loose = _line_with_margins(3, 50, 90)
+    tight = trim_margins(loose, m.geometry)
+    batches = []
+    for crops, trim in (([tight], True), ([loose], True), ([loose], False)):
+        list(batched_log_probs(m, crops, trim=trim))
+        batches.append(m.images)
+    assert np.array_equal(batches[0], batches[1]) and batches[2].shape != batches[1].shape
+
+
+def test_tf_trim_is_the_numpy_trim():
+    import tensorflow as tf
+
+    from htr_tf.geometry import tf_trim_margins
+
+    g = LineGeometry()
+    crops = [_line_with_margins(s, pad_y=s * 7 % 50, pad_x=s * 31 % 120) for s in range(6)]
+    crops += [np.full((20, 30), 240, np.uint8), np.zeros((5, 7), np.uint8), np.zeros((0, 4), np.uint8)]
+    fn = tf.function(lambda x: tf_trim_margins(x, g), input_signature=[tf.TensorSpec([None, None, 1], tf.uint8)])
+    for c in crops:
+        assert np.array_equal(fn(tf.constant(c[:, :, None])).numpy()[:, :, 0], trim_margins(c, g))
 
 
 def test_boxes():

@@ -94,6 +94,9 @@ def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
                         "lines), box (padded box, neighbours' ink painted out by a heuristic) or apart "
                         "(the box grown to hold the outline, only ink inside other lines' outlines "
                         "painted out)")
+    q.add_argument("--trim-margins", action="store_true",
+                   help="trim the detected lines' blank margins before reading them, as line images "
+                        "handed in are (off by default: read worse on the validation pages)")
     q.add_argument("--min-line-confidence", type=float, default=None, metavar="C",
                    help="leave out lines the recogniser reads with a confidence below C (0-1; default 0: "
                         "keep all): detections on small print or smudges read as garbage")
@@ -121,9 +124,12 @@ def add_printed_arguments(q: argparse.ArgumentParser) -> None:
 
 def confidence_options(a: argparse.Namespace) -> dict[str, float]:
     """The :class:`PipelineOptions` confidence floors the user gave (``--min-line-confidence``,
-    ``--min-relative-confidence``); the others keep their defaults."""
+    ``--min-relative-confidence``) and ``--trim-margins``; the others keep their defaults."""
     names = ("min_line_confidence", "min_relative_confidence")
-    return {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
+    out = {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
+    if getattr(a, "trim_margins", False):
+        out["trim_margins"] = True
+    return out
 
 
 def printed_options(a: argparse.Namespace) -> dict[str, bool]:
