@@ -2,12 +2,12 @@
 
 A line image is gray uint8, dark ink on light paper.  The recogniser sees it with blank
 margins beyond a small fraction of the ink height cut off (loose crops, e.g. a line cut with
-generous padding, otherwise read far worse: measured on the validation splits, a blank
-margin of half the line height above and below took copiste box crops from 13.8 % to 32.9 % CER and
-GW from 7.7 % to 42.9 %), resized to ``LineGeometry.height`` keeping the aspect ratio (never
-squashed, unless wider than ``max_width``), normalised to float ``1 - x/255`` so ink is positive and zero padding is
-blank paper.  Both the numpy path (pipelines, TFLite) and the TF path (tf.data, served
-graphs) use area interpolation so they agree to within rounding.
+generous padding, read far worse otherwise: on the validation splits, blank paper of half the
+line height above and below took copiste box crops from 13.8 % to 32.9 % CER and GW from
+7.7 % to 42.9 %), resized to ``LineGeometry.height`` keeping the aspect ratio (never squashed,
+unless wider than ``max_width``), normalised to float ``1 - x/255`` so ink is positive and
+zero padding is blank paper.  Both the numpy path (pipelines, TFLite) and the TF path
+(tf.data, served graphs) use area interpolation so they agree to within rounding.
 
 Boxes are ``xyxy`` in page pixels (x0, y0, x1, y1) unless a name says otherwise.
 """
