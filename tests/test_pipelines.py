@@ -83,6 +83,25 @@ def test_true_widths_match_the_geometry(tiny_line_records):
     assert got == expect
 
 
+def test_augmented_lines_are_trimmed_first(tmp_path):
+    """A loosely cut line and the same line cut tight reach the augmentation alike."""
+    from htr_tf.data.augment import AugmentConfig
+    from htr_tf.data.records import LineExample, RecordSetWriter
+    from htr_tf.fileio import encode_png
+
+    cs, text = Charset(), "a loose crop"
+    tight = render_text_line(text, height=32, seed=3)
+    loose = np.pad(tight, ((40, 40), (60, 60)), constant_values=int(np.percentile(tight, 90)))
+    with RecordSetWriter(tmp_path / "loose", source="test", charset=cs) as w:
+        for i, img in enumerate((tight, loose)):
+            w.add_line("train", LineExample(id=f"l{i}", image_png=encode_png(img), height=img.shape[0],
+                                            width=img.shape[1], text=text, ids=cs.encode(text)))
+    (x, _), = _all(line_dataset(tmp_path / "loose", "train", batch_size=2, geometry=GEOM,
+                                augment=AugmentConfig.off(), bucket_by_width=False))
+    assert x["width"][0] == x["width"][1] > GEOM.target_width(*loose.shape)  # untrimmed: narrower
+    assert np.abs(x["image"][0] - x["image"][1]).max() < 0.05
+
+
 def _padding_share(ds) -> float:
     padded = true = 0
     for x, _ in ds:
