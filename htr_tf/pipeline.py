@@ -209,7 +209,11 @@ class PipelineOptions:
     #: layout cuts its lines to their ink already, and on the validation pages with soup P9
     #: (trained without trimming, 2026-12-07) trimming read copiste pages at 17.83 % CER against
     #: 15.43 % (small print kept above the confidence floor, reframed lines misread), GW 10.72
-    #: against 10.48, peraire 22.11 against 22.68, synthetic forms v1 2.98 against 3.14.
+    #: against 10.48, peraire 22.11 against 22.68, synthetic forms v1 2.98 against 3.14.  With
+    #: soup P11 (trained on trimmed lines) the ground-truth lines read better trimmed (copiste
+    #: 12.73 against 13.05 %, peraire 18.10 against 20.62) but the pages not: copiste 16.95
+    #: against 14.78 (the small printed consent lines again), peraire 21.02 / 22.11, GW 10.08 /
+    #: 10.00, synthetic v1 2.73 / 3.08.
     trim_margins: bool = False
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
