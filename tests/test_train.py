@@ -44,6 +44,12 @@ def test_train_config_round_trips_and_rejects_unknown_keys(tmp_path):
         TrainConfig.from_dict({"data": [{"records": "a", "weigth": 2}]})
     with pytest.raises(ConfigError, match="geometry.*hieght"):
         TrainConfig.from_dict({"geometry": {"hieght": 64}})
+    # the geometry keeps its types: margin fractions are not cut to integers
+    from htr_tf.geometry import LineGeometry
+
+    assert TrainConfig().line_geometry() == LineGeometry()
+    assert TrainConfig.from_dict({"geometry": {"height": 48, "margin_y": 0.1}}).line_geometry() == \
+        LineGeometry(height=48, margin_y=0.1)
     with pytest.raises(ConfigError, match="lr_schedule"):
         TrainConfig.from_dict({"lr_schedule": "linear"})
 

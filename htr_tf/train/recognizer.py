@@ -135,7 +135,7 @@ class TrainConfig(Config):
         if unknown:
             raise ConfigError(f"TrainConfig.geometry: unknown key(s) {unknown}; valid keys: "
                               f"{sorted(LineGeometry.__dataclass_fields__)}")
-        self.geometry = {**LineGeometry().to_dict(), **{k: int(v) for k, v in self.geometry.items()}}
+        self.geometry = LineGeometry.from_dict({**LineGeometry().to_dict(), **self.geometry}).to_dict()
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"TrainConfig: optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
