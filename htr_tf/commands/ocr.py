@@ -122,7 +122,7 @@ def add_printed_arguments(q: argparse.ArgumentParser) -> None:
                         "line detector's printed-or-handwritten classifier (htr_tf.line_type)")
 
 
-def confidence_options(a: argparse.Namespace) -> dict[str, float]:
+def confidence_options(a: argparse.Namespace) -> dict[str, float | bool]:
     """The :class:`PipelineOptions` confidence floors the user gave (``--min-line-confidence``,
     ``--min-relative-confidence``) and ``--trim-margins``; the others keep their defaults."""
     names = ("min_line_confidence", "min_relative_confidence")
