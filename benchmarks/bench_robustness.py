@@ -1,0 +1,113 @@
+"""How the recogniser reads the same lines framed loosely and with faded ink; prints JSON.
+
+Users hand the recogniser line images cut by other tools and scanned from other paper: often
+with generous blank margins, often with faint ink on darker paper.  This reads a record split's
+lines
+
+- as they are and with blank paper added around them (``--pads``: above and below, as a
+  fraction of the crop height; half that left and right), with the geometry's margin trimming
+  (:func:`htr_tf.geometry.trim_margins`) on and off;
+- with their gray levels remapped (``--fades``: ``PAPER:INK`` pairs) so that the paper (the
+  crop's 90th percentile) becomes ``PAPER`` and the darkest ink (its 1st percentile) ``INK``,
+  as faded ink or a dark scan would give (trimming on, as lines are read);
+
+and prints greedy CER for each::
+
+    python benchmarks/bench_robustness.py --data RECORDS --split validation [--model DIR]
+        [--pads 0,0.5,1] [--fades 200:130,150:60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def add_margins(crop, pad: float):
+    """``crop`` with ``pad`` x its height of paper above and below and half that left and right."""
+    import cv2
+    import numpy as np
+
+    h = crop.shape[0]
+    py, px = int(h * pad), int(h * pad / 2)
+    paper = int(np.percentile(crop, 90))
+    return cv2.copyMakeBorder(crop, py, py, px, px, cv2.BORDER_CONSTANT, value=paper)
+
+
+def fade(crop, paper: float, ink: float):
+    """``crop`` with its paper level (90th percentile) mapped to ``paper`` and its darkest ink
+    (1st percentile) to ``ink``, linearly; a flat crop only has its level moved."""
+    import numpy as np
+
+    x = np.asarray(crop, np.float32)
+    p0, i0 = np.percentile(x, 90), np.percentile(x, 1)
+    scale = (paper - ink) / max(p0 - i0, 1.0)
+    return np.clip(np.rint(paper + (x - p0) * scale), 0, 255).astype(np.uint8)
+
+
+def parse_fades(text: str) -> list[tuple[float, float]]:
+    """``"200:130,150:60"`` -> ``[(200, 130), (150, 60)]``; SystemExit naming a bad pair."""
+    out = []
+    for part in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            paper, ink = (float(v) for v in part.split(":"))
+        except ValueError:
+            raise SystemExit(f"--fades: {part!r} is not PAPER:INK (two gray levels, e.g. 200:130)") from None
+        if not 0 <= ink < paper <= 255:
+            raise SystemExit(f"--fades: {part!r} needs 0 <= INK < PAPER <= 255")
+        out.append((paper, ink))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="line record set")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--model", default=None, help="recogniser bundle (default: the bundled one)")
+    p.add_argument("--pads", default="0,0.5,1", help="comma-separated margins to add (fractions of the height)")
+    p.add_argument("--fades", default="200:130,150:60",
+                   help="comma-separated PAPER:INK gray levels to remap the lines to ('' for none)")
+    p.add_argument("--limit", type=int, default=None)
+    a = p.parse_args(argv)
+    fades = parse_fades(a.fades)
+
+    import jiwer
+    import numpy as np
+
+    from htr_tf.bundle import require_bundled
+    from htr_tf.data.records import RecordSet
+    from htr_tf.fileio import decode_image
+    from htr_tf.models import Recognizer
+    from htr_tf.recognize import recognize_crops
+
+    model = Recognizer.load(a.model or require_bundled("recognizer"))
+    refs, crops = [], []
+    for ex in RecordSet(a.data).iter_lines(a.split):
+        if a.limit is not None and len(refs) >= a.limit:
+            break
+        refs.append(ex["text"])
+        crops.append(np.asarray(decode_image(ex["image"], ex["id"])))
+
+    def cer(images, trim: bool = True) -> float:
+        hyps = [d.text for d in recognize_crops(model, images, batch_size=32, trim=trim)]
+        return round(100 * jiwer.cer(refs, hyps), 2)
+
+    framing = []
+    for pad in (float(v) for v in a.pads.split(",") if v.strip()):
+        framed = [add_margins(c, pad) if pad > 0 else c for c in crops]
+        framing.append({"pad": pad, "cer_as_is": cer(framed, trim=False), "cer_trimmed": cer(framed)})
+    contrast = [{"paper": pa, "ink": ink, "cer": cer([fade(c, pa, ink) for c in crops])} for pa, ink in fades]
+    out = {"benchmark": "robustness", "data": a.data, "split": a.split, "lines": len(refs),
+           "model": a.model or "bundled", "geometry": model.geometry.to_dict(),
+           "framing": framing, "contrast": contrast}
+    json.dump(out, sys.stdout, indent=1)
+    print()
+    return out
+
+
+if __name__ == "__main__":
+    main()
