@@ -1,20 +1,24 @@
-"""How the recogniser reads the same lines framed loosely and with faded ink; prints JSON.
+"""How the recogniser reads the same lines framed loosely, with faded ink and skewed; prints JSON.
 
 Users hand the recogniser line images cut by other tools and scanned from other paper: often
-with generous blank margins, often with faint ink on darker paper.  This reads a record split's
-lines
+with generous blank margins, often with faint ink on darker paper, often written or cut at a
+slant.  This reads a record split's lines
 
 - as they are and with blank paper added around them (``--pads``: above and below, as a
   fraction of the crop height; half that left and right), with the geometry's margin trimming
   (:func:`htr_tf.geometry.trim_margins`) on and off;
 - with their gray levels remapped (``--fades``: ``PAPER:INK`` pairs) so that the paper (the
   crop's 90th percentile) becomes ``PAPER`` and the darkest ink (its 1st percentile) ``INK``,
-  as faded ink or a dark scan would give (trimming on, as lines are read);
+  as faded ink or a dark scan would give (read as lines are read: trimmed, and levelled when
+  the geometry says ``deskew``);
+- rotated (``--rotations``: degrees, + counter-clockwise) in a box grown to hold them, as a
+  skewed line is cut, and read as lines are read;
 
-and prints greedy CER for each::
+and prints greedy CER for each.  ``--deskew on|off`` reads with the geometry's ``deskew`` set
+(:func:`htr_tf.geometry.frame_line`) whatever the model says::
 
     python benchmarks/bench_robustness.py --data RECORDS --split validation [--model DIR]
-        [--pads 0,0.5,1] [--fades 200:130,150:60]
+        [--pads 0,0.5,1] [--fades 200:130,150:60] [--rotations 1,-2,3] [--deskew model|on|off]
 """
 
 from __future__ import annotations
@@ -49,6 +53,23 @@ def fade(crop, paper: float, ink: float):
     return np.clip(np.rint(paper + (x - p0) * scale), 0, 255).astype(np.uint8)
 
 
+def rotate(crop, degrees: float):
+    """``crop`` rotated by ``degrees`` (counter-clockwise) in a box grown to hold it, on paper."""
+    import math
+
+    import cv2
+    import numpy as np
+
+    h, w = crop.shape
+    a = math.radians(degrees)
+    nw = int(abs(w * math.cos(a)) + abs(h * math.sin(a))) + 2
+    nh = int(abs(h * math.cos(a)) + abs(w * math.sin(a))) + 2
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    m[0, 2] += (nw - w) / 2
+    m[1, 2] += (nh - h) / 2
+    return cv2.warpAffine(crop, m, (nw, nh), borderValue=int(np.percentile(crop, 90)), flags=cv2.INTER_LINEAR)
+
+
 def parse_fades(text: str) -> list[tuple[float, float]]:
     """``"200:130,150:60"`` -> ``[(200, 130), (150, 60)]``; SystemExit naming a bad pair."""
     out = []
@@ -71,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--pads", default="0,0.5,1", help="comma-separated margins to add (fractions of the height)")
     p.add_argument("--fades", default="200:130,150:60",
                    help="comma-separated PAPER:INK gray levels to remap the lines to ('' for none)")
+    p.add_argument("--rotations", default="1,-2,3", help="comma-separated rotations in degrees ('' for none)")
+    p.add_argument("--deskew", choices=("model", "on", "off"), default="model",
+                   help="level skewed lines as the model's geometry says (model) or always/never")
     p.add_argument("--limit", type=int, default=None)
     a = p.parse_args(argv)
     fades = parse_fades(a.fades)
@@ -85,6 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
     from htr_tf.recognize import recognize_crops
 
     model = Recognizer.load(a.model or require_bundled("recognizer"))
+    if a.deskew != "model":
+        import dataclasses
+
+        model.geometry = dataclasses.replace(model.geometry, deskew=a.deskew == "on")
     refs, crops = [], []
     for ex in RecordSet(a.data).iter_lines(a.split):
         if a.limit is not None and len(refs) >= a.limit:
@@ -101,9 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
         framed = [add_margins(c, pad) if pad > 0 else c for c in crops]
         framing.append({"pad": pad, "cer_as_is": cer(framed, trim=False), "cer_trimmed": cer(framed)})
     contrast = [{"paper": pa, "ink": ink, "cer": cer([fade(c, pa, ink) for c in crops])} for pa, ink in fades]
+    rotation = [{"degrees": d, "cer": cer([rotate(c, d) for c in crops])}
+                for d in (float(v) for v in a.rotations.split(",") if v.strip())]
     out = {"benchmark": "robustness", "data": a.data, "split": a.split, "lines": len(refs),
            "model": a.model or "bundled", "geometry": model.geometry.to_dict(),
-           "framing": framing, "contrast": contrast}
+           "framing": framing, "contrast": contrast, "rotation": rotation}
     json.dump(out, sys.stdout, indent=1)
     print()
     return out

@@ -96,15 +96,15 @@ def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int =
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
     """Per width bucket: (crop indices, log-probs ``[b, T, C]``, lengths ``[b]``, seconds in the model).
 
-    ``trim``: cut the crops' blank margins as the geometry says
-    (:func:`htr_tf.geometry.trim_margins`); False for crops framed already (the page pipeline's).
+    ``trim``: cut the crops' blank margins (and level skewed lines) as the geometry says
+    (:func:`htr_tf.geometry.frame_line`); False for crops framed already (the page pipeline's).
     """
-    from htr_tf.geometry import trim_margins
+    from htr_tf.geometry import frame_line
 
     model = line_model(model)
     g = model.geometry
     if trim:
-        crops = [trim_margins(np.asarray(c), g) for c in crops]
+        crops = [frame_line(c, g) for c in crops]
     for idx in width_buckets([g.target_width(*np.asarray(c).shape[:2]) for c in crops], batch_size):
         images, widths = line_batch([crops[i] for i in idx], g, trim=False)
         t = time.perf_counter()

@@ -142,6 +142,59 @@ def test_tf_trim_is_the_numpy_trim():
         assert np.array_equal(fn(tf.constant(c[:, :, None])).numpy()[:, :, 0], trim_margins(c, g))
 
 
+def _skewed_line(seed: int, slope: float, w: int = 600) -> np.ndarray:
+    """Paper with a 30-px band of strokes whose middle runs at ``slope`` (dy/dx, + down to the right)."""
+    rng = np.random.default_rng(seed)
+    h = 60 + int(abs(slope) * w)
+    img = np.clip(rng.normal(225, 5, (h, w)), 0, 255).astype(np.uint8)
+    for x in range(10, w - 10, 6):
+        mid = h / 2 + slope * (x - w / 2)
+        top, bottom = int(mid - 15 + rng.integers(0, 6)), int(mid + 15 - rng.integers(0, 6))
+        img[top:bottom, x:x + 2] = rng.integers(20, 80)
+    return img
+
+
+def test_skewed_lines_are_levelled_before_reading():
+    import math
+
+    from htr_tf.geometry import frame_line, shear_columns, skew_slope
+
+    g = LineGeometry(deskew=True)
+    for deg in (3.0, -2.0, 5.5):
+        slope = math.tan(math.radians(deg))
+        img = _skewed_line(1, slope)
+        found = math.degrees(math.atan(skew_slope(trim_margins(img, g))))
+        assert abs(found - deg) <= 0.25, (deg, found)
+        framed = frame_line(img, g)
+        # the band is level: the framed crop is about the band's height, not the slanted box's
+        assert framed.shape[0] <= 40 < trim_margins(img, g).shape[0]
+        assert (framed < 150).sum() == (img < 150).sum()  # columns move, no ink is lost
+        assert skew_slope(framed) == 0.0
+    level = _skewed_line(2, 0.0)
+    assert skew_slope(trim_margins(level, g)) == 0.0
+    assert np.array_equal(frame_line(level, g), trim_margins(level, g))
+    # off (the default, and bundles trained before it): trimming only
+    assert np.array_equal(frame_line(_skewed_line(1, 0.05), LineGeometry()), trim_margins(_skewed_line(1, 0.05)))
+    assert not LineGeometry.from_dict({"height": 64}).deskew
+    assert np.array_equal(shear_columns(level, 0.0), level)
+    for flat in (np.full((40, 90), 230, np.uint8), np.zeros((6, 50), np.uint8)):
+        assert skew_slope(flat) == 0.0
+
+
+def test_tf_frame_is_the_numpy_frame():
+    import tensorflow as tf
+
+    from htr_tf.geometry import frame_line, tf_frame_line
+
+    g = LineGeometry(deskew=True)
+    crops = [_skewed_line(s, slope) for s, slope in enumerate((0.0, 0.03, -0.05, 0.08, -0.01))]
+    crops += [_line_with_margins(4, 20, 60), np.full((20, 30), 240, np.uint8), np.zeros((5, 7), np.uint8),
+              np.zeros((0, 4), np.uint8)]
+    fn = tf.function(lambda x: tf_frame_line(x, g), input_signature=[tf.TensorSpec([None, None, 1], tf.uint8)])
+    for c in crops:
+        assert np.array_equal(fn(tf.constant(c[:, :, None])).numpy()[:, :, 0], frame_line(c, g))
+
+
 def test_boxes():
     b = np.array([[10, 20, 30, 40]], np.float32)
     assert np.allclose(xyxy_to_xywh(xywh_to_xyxy(b)), b)

@@ -102,6 +102,33 @@ def test_augmented_lines_are_trimmed_first(tmp_path):
     assert np.abs(x["image"][0] - x["image"][1]).max() < 0.05
 
 
+def test_augmented_lines_are_levelled_first_when_the_geometry_says(tmp_path):
+    """With ``deskew`` a line written at a slant reaches the augmentation levelled, as it is read."""
+    import dataclasses
+
+    from htr_tf.data.augment import AugmentConfig
+    from htr_tf.data.records import LineExample, RecordSetWriter
+    from htr_tf.fileio import encode_png
+    from htr_tf.geometry import shear_columns
+
+    cs, text = Charset(), "a slanted line of words"
+    level = render_text_line(text, height=32, seed=5)
+    slanted = shear_columns(level, -0.06)  # runs down to the right at 0.06
+    with RecordSetWriter(tmp_path / "slant", source="test", charset=cs) as w:
+        for i, img in enumerate((level, slanted)):
+            w.add_line("train", LineExample(id=f"l{i}", image_png=encode_png(img), height=img.shape[0],
+                                            width=img.shape[1], text=text, ids=cs.encode(text)))
+    widths = {}
+    for deskew in (False, True):
+        (x, _), = _all(line_dataset(tmp_path / "slant", "train", batch_size=2,
+                                    geometry=dataclasses.replace(GEOM, deskew=deskew),
+                                    augment=AugmentConfig.off(), bucket_by_width=False))
+        widths[deskew] = np.asarray(x["width"]).tolist()
+    assert widths[True][0] == widths[False][0]  # the level line is read as before
+    assert widths[False][1] < 0.8 * widths[False][0]  # slanted: a taller box, squeezed narrower
+    assert abs(widths[True][1] - widths[True][0]) <= 0.1 * widths[True][0]  # levelled: about as wide as level
+
+
 def _padding_share(ds) -> float:
     padded = true = 0
     for x, _ in ds:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import socket
@@ -189,7 +191,7 @@ def test_fine_tuning_starts_from_the_bundle_with_mixed_precision(tiny_line_recor
 
     # the recipe's own model differs: --init's architecture wins
     cfg = tiny_config(tiny_line_records, epochs=1, steps_per_epoch=1,
-                      model=RecognizerConfig.tiny().replace(rnn_units=4))
+                      model=RecognizerConfig.tiny().replace(rnn_units=4), deskew=True)
     result = train_recognizer(cfg, tmp_path / "ft", init=tmp_path / "init", mixed_precision=True,
                               callbacks=[Capture()], verbose=0)
     for a, b in zip(seen[0], init.model.get_weights()):
@@ -198,6 +200,8 @@ def test_fine_tuning_starts_from_the_bundle_with_mixed_precision(tiny_line_recor
     # provenance names the starting bundle without this machine's folders (htr_tf.provenance)
     assert tuned.info["init"] == f"{tmp_path.name}/init" and tuned.info["dtype_policy"] == "mixed_float16"
     assert tuned.config == init.config
+    # the bundle's geometry, with the recipe's deskew: served as it was trained
+    assert tuned.geometry == dataclasses.replace(init.geometry, deskew=True)
     assert all(layer.dtype_policy.name == "float32" for layer in tuned.model.layers)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 

@@ -38,7 +38,7 @@ from htr_tf.data.augment import (AugmentConfig, augment_batch, augment_geometry_
                                  shrink_tall_crop)
 from htr_tf.data.records import RecordSet, parse_form, parse_line
 from htr_tf.errors import DataError
-from htr_tf.geometry import DEFAULT_LINE_GEOMETRY, LineGeometry, tf_normalize, tf_resize_line, tf_trim_margins
+from htr_tf.geometry import DEFAULT_LINE_GEOMETRY, LineGeometry, tf_frame_line, tf_normalize, tf_resize_line
 
 __all__ = ["BOX_FORMAT", "LineStats", "line_dataset", "mixed_line_dataset", "form_dataset",
            "check_charset", "width_buckets"]
@@ -203,8 +203,8 @@ def _line_examples(rs: RecordSet, split: str, *, geometry: LineGeometry, model_c
     def load(serialized):
         ex = parse_line(serialized)
         image = tf.io.decode_png(ex["image"], channels=1)
-        if augment is not None:  # margins trimmed as served, then augmented and resized per batch
-            image = tf_trim_margins(image, geometry)
+        if augment is not None:  # framed as served (trimmed, levelled), then augmented and resized per batch
+            image = tf_frame_line(image, geometry)
             h, w = tf.shape(image)[0], tf.shape(image)[1]
             width = tf.cast(tf.round(tf.cast(w, tf.float32) * geometry.height
                                      / tf.maximum(tf.cast(h, tf.float32), 1.0)), tf.int32)

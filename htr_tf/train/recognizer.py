@@ -119,6 +119,10 @@ class TrainConfig(Config):
     seed: int = 0
     init: str = ""
     grow: bool = False
+    #: Level skewed lines before reading them (``geometry.deskew``, :func:`htr_tf.geometry.frame_line`);
+    #: None keeps what the geometry says (the init bundle's, with ``init``).  The trained bundle
+    #: carries the choice, so it is served as it was trained.
+    deskew: bool | None = None
 
     def __post_init__(self) -> None:
         if self.version != TRAIN_CONFIG_VERSION:
@@ -429,6 +433,8 @@ def train_recognizer(config: TrainConfig, out: str | os.PathLike, *, distribute:
 
         check_growable(init_bundle.config, model_config)
     geometry = init_bundle.geometry if init_bundle else config.line_geometry()
+    if config.deskew is not None:
+        geometry = dataclasses.replace(geometry, deskew=bool(config.deskew))
     model_config.check_geometry(geometry)
     train_sets, val_set = _open_sets(config)
     charset = _resolve_charset(config, [rs for rs, _ in train_sets], init_bundle)
