@@ -80,7 +80,7 @@ DESKEW_DEGREES = (0.0,) + tuple(s * 0.25 * k for k in range(1, 25) for s in (1, 
 #: A skew is kept only if it makes the row profile's sum of squares this much larger than level
 #: (as the integer ratio 11 / 10, so both paths decide alike).
 DESKEW_MIN_GAIN = (11, 10)
-#: The slope is measured on every k-th row and column, k = max(1, height // this).
+#: The slope is measured on the darkest pixel of k x k blocks, k = max(1, height // this).
 DESKEW_ROWS = 32
 
 
@@ -128,7 +128,8 @@ def skew_slope(gray: np.ndarray) -> float:
         return 0.0
     paper, thr = levels
     k = max(1, g.shape[0] // DESKEW_ROWS)
-    sub = g[::k, ::k]
+    hk, wk = g.shape[0] // k, g.shape[1] // k
+    sub = g[:hk * k, :wk * k].reshape(hk, k, wk, k).min((1, 3))  # k x k blocks keep thin strokes
     ys, xs = np.nonzero(sub < thr)
     weight = paper - sub[ys, xs].astype(np.int32)
     h, w = sub.shape
@@ -168,8 +169,15 @@ def frame_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY)
     g = trim_margins(np.asarray(gray), geometry)
     if not (geometry.trim and geometry.deskew):
         return g
-    slope = skew_slope(g)
-    return g if slope == 0.0 else trim_margins(shear_columns(g, slope), geometry)
+    levelled = level_line(g)
+    return g if levelled is g else trim_margins(levelled, geometry)
+
+
+def level_line(gray: np.ndarray) -> np.ndarray:
+    """A 2-D uint8 line crop (its margins trimmed or tight already) with its writing levelled
+    (:func:`skew_slope`, :func:`shear_columns`); the crop itself when level or unsure."""
+    slope = skew_slope(gray)
+    return gray if slope == 0.0 else shear_columns(gray, slope)
 
 
 def trim_margins(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
@@ -257,7 +265,8 @@ def tf_skew_slope(g):
 
     def measure():
         k = tf.maximum(1, h // DESKEW_ROWS)
-        sub = g[::k, ::k]
+        hk, wk = h // k, w // k
+        sub = tf.reduce_min(tf.reshape(g[:hk * k, :wk * k], tf.stack([hk, k, wk, k])), axis=[1, 3])
         at = tf.cast(tf.where(tf.cast(sub, tf.float32) < thr), tf.int32)
         ys, xs = at[:, 0], at[:, 1]
         weight = paper - tf.cast(tf.gather_nd(sub, at), tf.int32)

@@ -215,6 +215,9 @@ class PipelineOptions:
     #: against 14.78 (the small printed consent lines again), peraire 21.02 / 22.11, GW 10.08 /
     #: 10.00, synthetic v1 2.73 / 3.08.
     trim_margins: bool = False
+    #: Level skewed line crops before reading them (:func:`htr_tf.geometry.level_line`, without
+    #: trimming) when the recogniser's geometry says ``deskew`` (it was trained on levelled lines).
+    level_lines: bool = True
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
     #: Leave out of the page the lines the recogniser reads with a confidence below this: a
@@ -459,6 +462,10 @@ class Pipeline:
                 c, pb = cut_line(gray, b, o)
             crops.append(c)
             pboxes.append(pb)
+        if o.level_lines and g.deskew and not o.trim_margins:  # trimming levels them already
+            from htr_tf.geometry import level_line
+
+            crops = [level_line(np.asarray(c)) for c in crops]
         stage: dict[str, float] = {}
         decoded = recognize_crops(self.backend, crops, self.decoder, o.batch_size, timings=stage,
                                   trim=o.trim_margins)
