@@ -116,6 +116,24 @@ def test_recognize_bytes_equals_keras(recognizer, exported):
     np.testing.assert_allclose(out["log_probs"], lp, atol=1e-3)
 
 
+def test_served_graph_levels_lines_as_the_bundle_was_trained(recognizer, tmp_path):
+    """A bundle trained on levelled lines (``geometry.deskew``) is served levelling them in graph."""
+    import dataclasses
+
+    from htr_tf.geometry import shear_columns
+
+    levelling = dataclasses.replace(recognizer, geometry=dataclasses.replace(recognizer.geometry, deskew=True))
+    served = load_exported(export_recognizer(levelling, tmp_path / "levelling" / "1"))
+    slanted = [shear_columns(c, -0.06) for c in crops()[::3]] + [crops()[1]]
+    data = [encode_png(c) for c in slanted]
+    out = served.recognize_bytes(data)
+    lp, lengths, _, _ = keras_reference(levelling, slanted)
+    np.testing.assert_array_equal(out["lengths"], lengths)
+    np.testing.assert_allclose(out["log_probs"], lp, atol=1e-3)
+    # the level reading differs from the slanted one
+    assert list(keras_reference(recognizer, slanted)[1]) != list(lengths)
+
+
 def test_jpeg_bytes_decode_in_graph(recognizer, exported):
     import cv2
 
