@@ -165,19 +165,34 @@ def shear_columns(gray: np.ndarray, slope: float) -> np.ndarray:
 
 def frame_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
     """A line crop as the recogniser reads it, before resizing: margins trimmed
-    (:func:`trim_margins`) and, with ``geometry.deskew``, levelled and trimmed again."""
+    (:func:`trim_margins`) and, with ``geometry.deskew``, levelled and trimmed again, unless the
+    levelled crop would be taller than the trimmed one.  That happens when the slope found is
+    not the writing's (a curved or wavy baseline, a rule or a neighbour's strokes across the
+    crop): on synthetic v2 validation lines soup P12 read 11.4 % CER levelling every line it
+    found a slope in, 10.2 % levelling none, 10.55 % with this rule (300 lines), while lines
+    rotated by 2 degrees kept their gain (17.4 unlevelled, 13.8 %)."""
     g = trim_margins(np.asarray(gray), geometry)
     if not (geometry.trim and geometry.deskew):
         return g
-    levelled = level_line(g)
-    return g if levelled is g else trim_margins(levelled, geometry)
+    slope = skew_slope(g)
+    if slope == 0.0:
+        return g
+    levelled = trim_margins(shear_columns(g, slope), geometry)
+    return levelled if levelled.shape[0] <= g.shape[0] else g
 
 
 def level_line(gray: np.ndarray) -> np.ndarray:
-    """A 2-D uint8 line crop (its margins trimmed or tight already) with its writing levelled
-    (:func:`skew_slope`, :func:`shear_columns`); the crop itself when level or unsure."""
-    slope = skew_slope(gray)
-    return gray if slope == 0.0 else shear_columns(gray, slope)
+    """A 2-D uint8 line crop (tight already, not trimmed here) with its writing levelled
+    (:func:`skew_slope`, :func:`shear_columns`); the crop itself when level, unsure, or when
+    levelling would make its ink taller (see :func:`frame_line`)."""
+    g = np.asarray(gray)
+    slope = skew_slope(g)
+    if slope == 0.0:
+        return g
+    levelled = shear_columns(g, slope)
+    before, after = ink_extent(g), ink_extent(levelled)
+    taller = before is not None and after is not None and after[1] - after[0] > before[1] - before[0]
+    return g if taller else levelled
 
 
 def trim_margins(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
@@ -311,8 +326,12 @@ def tf_frame_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
     if not (geometry.trim and geometry.deskew):
         return image
     slope = tf_skew_slope(image[..., 0])
-    return tf.cond(tf.not_equal(slope, 0.0),
-                   lambda: tf_trim_margins(tf_shear_columns(image, slope), geometry), lambda: image)
+
+    def level():
+        levelled = tf_trim_margins(tf_shear_columns(image, slope), geometry)
+        return tf.cond(tf.shape(levelled)[0] <= tf.shape(image)[0], lambda: levelled, lambda: image)
+
+    return tf.cond(tf.not_equal(slope, 0.0), level, lambda: image)
 
 
 def tf_resize_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):

@@ -181,6 +181,23 @@ def test_skewed_lines_are_levelled_before_reading():
         assert skew_slope(flat) == 0.0
 
 
+def test_a_slope_that_is_not_the_writings_is_not_applied():
+    """A long dark rule across a level line outweighs its strokes: levelling the rule would
+    slant the writing and make the crop taller, so the crop is read as trimmed."""
+    from htr_tf.geometry import frame_line, level_line, skew_slope
+
+    g = LineGeometry(deskew=True)
+    img = _skewed_line(3, 0.0)
+    img = np.pad(img, ((40, 40), (0, 0)), constant_values=225)
+    for x in range(img.shape[1]):
+        y = int(20 + 0.1 * x) % img.shape[0]
+        img[y:y + 4, x] = 0
+    t = trim_margins(img, g)
+    assert skew_slope(t) != 0.0
+    assert np.array_equal(frame_line(img, g), t)
+    assert level_line(t) is t
+
+
 def test_tf_frame_is_the_numpy_frame():
     import tensorflow as tf
 
@@ -190,6 +207,10 @@ def test_tf_frame_is_the_numpy_frame():
     crops = [_skewed_line(s, slope) for s, slope in enumerate((0.0, 0.03, -0.05, 0.08, -0.01))]
     crops += [_line_with_margins(4, 20, 60), np.full((20, 30), 240, np.uint8), np.zeros((5, 7), np.uint8),
               np.zeros((0, 4), np.uint8)]
+    ruled = np.pad(_skewed_line(3, 0.0), ((40, 40), (0, 0)), constant_values=225)
+    for x in range(ruled.shape[1]):
+        ruled[int(20 + 0.1 * x) % ruled.shape[0]:int(20 + 0.1 * x) % ruled.shape[0] + 4, x] = 0
+    crops.append(ruled)
     fn = tf.function(lambda x: tf_frame_line(x, g), input_signature=[tf.TensorSpec([None, None, 1], tf.uint8)])
     for c in crops:
         assert np.array_equal(fn(tf.constant(c[:, :, None])).numpy()[:, :, 0], frame_line(c, g))
