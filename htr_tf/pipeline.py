@@ -217,7 +217,10 @@ class PipelineOptions:
     trim_margins: bool = False
     #: Level skewed line crops before reading them (:func:`htr_tf.geometry.level_line`, without
     #: trimming) when the recogniser's geometry says ``deskew`` (it was trained on levelled lines).
-    level_lines: bool = True
+    #: Off: the layout cuts lines along their polygons, and on the validation pages soup P12
+    #: (trained on levelled lines, 2026-12-07) read them worse levelled: copiste 15.99 % page CER
+    #: against 14.72, peraire 22.31 / 21.53, GW 10.20 / 9.71, synthetic v1 forms 5.83 / 2.94.
+    level_lines: bool = False
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
     #: Leave out of the page the lines the recogniser reads with a confidence below this: a

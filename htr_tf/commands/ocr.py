@@ -97,9 +97,10 @@ def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
     q.add_argument("--trim-margins", action="store_true",
                    help="trim the detected lines' blank margins before reading them, as line images "
                         "handed in are (off by default: read worse on the validation pages)")
-    q.add_argument("--no-level-lines", action="store_true",
-                   help="read the detected lines as cut, even when the recogniser was trained on "
-                        "levelled lines (its geometry's deskew)")
+    q.add_argument("--level-lines", action="store_true",
+                   help="level skewed detected lines before reading them when the recogniser was trained "
+                        "on levelled lines (its geometry's deskew; off by default: read worse on the "
+                        "validation pages)")
     q.add_argument("--min-line-confidence", type=float, default=None, metavar="C",
                    help="leave out lines the recogniser reads with a confidence below C (0-1; default 0: "
                         "keep all): detections on small print or smudges read as garbage")
@@ -127,14 +128,14 @@ def add_printed_arguments(q: argparse.ArgumentParser) -> None:
 
 def confidence_options(a: argparse.Namespace) -> dict[str, float | bool]:
     """The :class:`PipelineOptions` confidence floors the user gave (``--min-line-confidence``,
-    ``--min-relative-confidence``), ``--trim-margins`` and ``--no-level-lines``; the others keep
+    ``--min-relative-confidence``), ``--trim-margins`` and ``--level-lines``; the others keep
     their defaults."""
     names = ("min_line_confidence", "min_relative_confidence")
     out = {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
     if getattr(a, "trim_margins", False):
         out["trim_margins"] = True
-    if getattr(a, "no_level_lines", False):
-        out["level_lines"] = False
+    if getattr(a, "level_lines", False):
+        out["level_lines"] = True
     return out
 
 
