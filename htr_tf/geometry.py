@@ -77,6 +77,8 @@ INK_MIN_CONTRAST = 24
 #: Skews :func:`skew_slope` tries: 0 and +-0.25 .. +-6 degrees, nearest to level first (ties go
 #: to the smaller skew).
 DESKEW_DEGREES = (0.0,) + tuple(s * 0.25 * k for k in range(1, 25) for s in (1, -1))
+#: Their slopes (dy/dx), as both paths use them.
+_DESKEW_SLOPES = np.tan(np.radians(np.asarray(DESKEW_DEGREES, np.float64)))
 #: A skew is kept only if it makes the row profile's sum of squares this much larger than level
 #: (as the integer ratio 11 / 10, so both paths decide alike).
 DESKEW_MIN_GAIN = (11, 10)
@@ -133,7 +135,7 @@ def skew_slope(gray: np.ndarray) -> float:
     ys, xs = np.nonzero(sub < thr)
     weight = paper - sub[ys, xs].astype(np.int32)
     h, w = sub.shape
-    slopes = np.tan(np.radians(np.asarray(DESKEW_DEGREES, np.float64)))
+    slopes = _DESKEW_SLOPES
     shift = np.rint(slopes[:, None] * (np.arange(w, dtype=np.float64) - (w - 1) / 2.0)).astype(np.int32)
     pad = int(np.abs(shift).max())
     n = h + 2 * pad
@@ -275,7 +277,7 @@ def tf_skew_slope(g):
 
     paper, thr, valid = _tf_paper_and_ink(g)
     h, w = tf.shape(g)[0], tf.shape(g)[1]
-    slopes = tf.constant(np.tan(np.radians(np.asarray(DESKEW_DEGREES, np.float64))), tf.float64)
+    slopes = tf.constant(_DESKEW_SLOPES, tf.float64)
     n_slopes = len(DESKEW_DEGREES)
 
     def measure():

@@ -65,9 +65,10 @@ def width_buckets(widths: Sequence[int], batch_size: int) -> list[np.ndarray]:
 
 def line_batch(crops: Sequence[np.ndarray], geometry: "LineGeometry", trim: bool = True
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize 2-D uint8 line crops to ``geometry`` (margins trimmed unless ``trim`` is False)
-    and right-pad them with paper (255) into uint8 ``[B, height, W]`` plus their int32 widths;
-    ``W`` is the widest rounded up to ``geometry.width_multiple``."""
+    """Resize 2-D uint8 line crops to ``geometry`` (framed first by
+    :func:`htr_tf.geometry.frame_line` unless ``trim`` is False) and right-pad them with paper
+    (255) into uint8 ``[B, height, W]`` plus their int32 widths; ``W`` is the widest rounded up
+    to ``geometry.width_multiple``."""
     from htr_tf.geometry import resize_line
 
     resized = [resize_line(np.asarray(c), geometry, trim) for c in crops]
@@ -130,8 +131,9 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
 
     ``model`` is a :class:`LineModel` (or a Keras recogniser, :func:`line_model`).  A decoder
     name is built with the model's tuned settings, ``decoder_options`` overriding them, and
-    closed at the end; a decoder object is used as it is.  ``trim``: as in :func:`batched_log_probs`.  ``timings`` (when given) gets
-    ``recognize`` (seconds in the model) and ``decode`` (batching and decoding) added.
+    closed at the end; a decoder object is used as it is.  ``trim``: as in
+    :func:`batched_log_probs`.  ``timings`` (when given) gets ``recognize`` (seconds in the model)
+    and ``decode`` (batching and decoding) added.
     """
     from htr_tf.decode import build_decoder
 
