@@ -1,4 +1,4 @@
-"""How the recogniser reads the same lines framed loosely, with faded ink and skewed; prints JSON.
+"""How the recogniser reads the same lines framed loosely, faded, skewed, small, slanted or binarised; prints JSON.
 
 Users hand the recogniser line images cut by other tools and scanned from other paper: often
 with generous blank margins, often with faint ink on darker paper, often written or cut at a
@@ -13,12 +13,18 @@ slant.  This reads a record split's lines
   the geometry says ``deskew``);
 - rotated (``--rotations``: degrees, + counter-clockwise) in a box grown to hold them, as a
   skewed line is cut, and read as lines are read;
+- scanned at a lower resolution (``--scales``: each crop shrunk by that factor, area
+  averaging), as photographed or 150 dpi pages give;
+- slanted (``--slants``: tan of the extra slant, + leans right), as writers differ;
+- binarised (``--binarize``: Otsu's threshold, ink 0 and paper 255), as many collections ship
+  their lines;
 
 and prints greedy CER for each.  ``--deskew on|off`` reads with the geometry's ``deskew`` set
 (:func:`htr_tf.geometry.frame_line`) whatever the model says::
 
     python benchmarks/bench_robustness.py --data RECORDS --split validation [--model DIR]
-        [--pads 0,0.5,1] [--fades 200:130,150:60] [--rotations 1,-2,3] [--deskew model|on|off]
+        [--pads 0,0.5,1] [--fades 200:130,150:60] [--rotations 1,-2,3] [--scales 0.5,0.33]
+        [--slants -0.3,0.3] [--binarize] [--deskew model|on|off]
 """
 
 from __future__ import annotations
@@ -70,6 +76,35 @@ def rotate(crop, degrees: float):
     return cv2.warpAffine(crop, m, (nw, nh), borderValue=int(np.percentile(crop, 90)), flags=cv2.INTER_LINEAR)
 
 
+def shrink(crop, factor: float):
+    """``crop`` scaled by ``factor`` (< 1) with area averaging, at least 8 pixels high."""
+    import cv2
+
+    h, w = crop.shape
+    nh = max(8, int(round(h * factor)))
+    nw = max(8, int(round(w * nh / h)))
+    return cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def slant(crop, shear: float):
+    """``crop`` sheared by ``shear`` (``dx = -shear * dy`` about the middle row; + leans right)
+    in a box grown to hold it, on paper."""
+    import cv2
+    import numpy as np
+
+    h, w = crop.shape
+    grow = int(abs(shear) * h) + 2
+    m = np.array([[1.0, -shear, shear * h / 2 + grow / 2], [0.0, 1.0, 0.0]])
+    return cv2.warpAffine(crop, m, (w + grow, h), borderValue=int(np.percentile(crop, 90)), flags=cv2.INTER_LINEAR)
+
+
+def binarize(crop):
+    """``crop`` thresholded by Otsu's method: ink 0, paper 255."""
+    import cv2
+
+    return cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]
+
+
 def parse_fades(text: str) -> list[tuple[float, float]]:
     """``"200:130,150:60"`` -> ``[(200, 130), (150, 60)]``; SystemExit naming a bad pair."""
     out = []
@@ -93,6 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--fades", default="200:130,150:60",
                    help="comma-separated PAPER:INK gray levels to remap the lines to ('' for none)")
     p.add_argument("--rotations", default="1,-2,3", help="comma-separated rotations in degrees ('' for none)")
+    p.add_argument("--scales", default="", help="comma-separated shrink factors, e.g. 0.5,0.33 ('' for none)")
+    p.add_argument("--slants", default="", help="comma-separated extra slants (tan), e.g. -0.3,0.3 ('' for none)")
+    p.add_argument("--binarize", action="store_true", help="also read the lines binarised (Otsu)")
     p.add_argument("--deskew", choices=("model", "on", "off"), default="model",
                    help="level skewed lines as the model's geometry says (model) or always/never")
     p.add_argument("--limit", type=int, default=None)
@@ -131,9 +169,15 @@ def main(argv: list[str] | None = None) -> dict:
     contrast = [{"paper": pa, "ink": ink, "cer": cer([fade(c, pa, ink) for c in crops])} for pa, ink in fades]
     rotation = [{"degrees": d, "cer": cer([rotate(c, d) for c in crops])}
                 for d in (float(v) for v in a.rotations.split(",") if v.strip())]
+    resolution = [{"scale": f, "cer": cer([shrink(c, f) for c in crops])}
+                  for f in (float(v) for v in a.scales.split(",") if v.strip())]
+    slants = [{"slant": t, "cer": cer([slant(c, t) for c in crops])}
+              for t in (float(v) for v in a.slants.split(",") if v.strip())]
+    binarized = {"cer": cer([binarize(c) for c in crops])} if a.binarize else None
     out = {"benchmark": "robustness", "data": a.data, "split": a.split, "lines": len(refs),
            "model": a.model or "bundled", "geometry": model.geometry.to_dict(),
-           "framing": framing, "contrast": contrast, "rotation": rotation}
+           "framing": framing, "contrast": contrast, "rotation": rotation, "resolution": resolution,
+           "slant": slants, "binarized": binarized}
     json.dump(out, sys.stdout, indent=1)
     print()
     return out

@@ -95,6 +95,24 @@ def test_contrast_never_falls_below_the_minimum(line):
     assert (paper - ink >= cfg.min_contrast - 2).all()
 
 
+def test_binarised_lines_are_ink_and_white_paper(line):
+    cfg = AugmentConfig.off().replace(p_binarize=1.0, binarize_edge=(1.0, 1.0))
+    gray = line.astype(np.float32)
+    gray = np.clip(150 + (gray - 255) * 0.45 + np.linspace(-15, 15, line.shape[1])[None, :, None], 0, 255)
+    x = tf.constant(np.repeat(gray.astype(np.uint8)[None], 4, axis=0))
+    w = tf.constant([line.shape[1]] * 3 + [line.shape[1] // 2])
+    y = augment_batch(x, w, tf.constant([2, 3]), cfg).numpy()
+    extreme = (y <= 5) | (y >= 250)
+    assert extreme.mean() > 0.97  # two levels but for a few edge pixels
+    ink = line[..., 0] < 128
+    for i in range(3):
+        assert ((y[i, ..., 0] < 128) == ink).mean() > 0.95  # the strokes stay where they were
+    assert (y[3, :, line.shape[1] // 2:] == 255).all()  # padding stays paper
+    none = augment_batch(x, w, tf.constant([2, 3]), cfg.replace(p_binarize=0.0)).numpy()
+    inside = np.arange(x.shape[2])[None, None, :, None] < w.numpy()[:, None, None, None]
+    assert np.array_equal(none, np.where(inside, x.numpy(), 255))  # p_binarize 0 changes nothing
+
+
 def test_tall_crops_are_shrunk_first():
     tall = tf.fill([400, 900, 1], tf.constant(200, tf.uint8))
     assert shrink_tall_crop(tall, 64).shape == (128, 288, 1)

@@ -14,9 +14,9 @@ of small ops rather than by pixels, so the pipeline runs them once per batch of 
   resampling combining slant (shear), rotation, scale/aspect jitter, new random margins
   around the ink (jittered, never cutting ink) and the resize to the line height; in some batches a
   smooth elastic warp per column (letter spacing, baseline wobble).
-* :func:`augment_batch`, on the padded batch: stroke width (2x2 min/max), blur, ink
-  darkness/paper level/gamma, background gradient and paper texture, noise; the padding
-  is restored to paper afterwards.
+* :func:`augment_batch`, on the padded batch: stroke width (2x2 min/max), binarisation
+  (as many collections ship their lines), blur, ink darkness/paper level/gamma, background
+  gradient and paper texture, noise; the padding is restored to paper afterwards.
 
 :func:`augment_line` chains both for one crop.  Every range is bounded so the text stays
 legible (paper minus ink never drops below ``min_contrast`` gray levels).  Crops taller
@@ -71,6 +71,15 @@ class AugmentConfig(Config):
     thicken: tuple = (0.3, 1.0)
     thin: tuple = (0.2, 0.6)
     # -- photometric ------------------------------------------------------------------------
+    #: Share of the lines binarised (ink 0, paper 255, before blur and levels), as many
+    #: collections ship their lines: soup P12 read GW 278-279 at 14.1 % CER binarised by
+    #: Otsu's threshold, 7.2 % as scanned (benchmarks/bench_robustness.py --binarize).
+    p_binarize: float = 0.0
+    #: Threshold between the line's darkest ink (0) and its paper (1).
+    binarize_level: tuple = (0.35, 0.7)
+    #: Width of the threshold's soft edge, in gray levels (the edge pixels of a binarised
+    #: scan shrunk to the line height are gray).
+    binarize_edge: tuple = (1.0, 12.0)
     #: Share of the lines whose paper level, ink level and gamma change.
     p_ink: float = 0.8
     paper_level: tuple = (170.0, 255.0)
@@ -328,6 +337,12 @@ def augment_batch(images, widths, seed, config: AugmentConfig | None = None):
             return x + a * (sign * y - x)
 
         x = tf.cond(per_batch[0] < cfg.p_stroke, lambda: strokes(x), lambda: x)
+    if cfg.p_binarize > 0:
+        ink = tf.reduce_min(tf.where(valid, x, 255.0), axis=[1, 2])[:, None, None]
+        threshold = ink + rng(17, cfg.binarize_level) * tf.maximum(paper - ink, 1.0)
+        binary = 255.0 * tf.sigmoid((x - threshold) / rng(18, cfg.binarize_edge))
+        x = tf.where(col(16) < cfg.p_binarize, binary, x)
+        paper = tf.where(col(16) < cfg.p_binarize, 255.0, paper)
     if cfg.p_blur > 0:
         def blur(x):
             # 3-tap gaussian [a, 1 - 2a, a] per axis
