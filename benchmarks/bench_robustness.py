@@ -15,7 +15,8 @@ slant.  This reads a record split's lines
   skewed line is cut, and read as lines are read;
 - scanned at a lower resolution (``--scales``: each crop shrunk by that factor, area
   averaging), as photographed or 150 dpi pages give;
-- slanted (``--slants``: tan of the extra slant, + leans right), as writers differ;
+- slanted (``--slants``: tan of the extra slant, + leans right) and stretched (``--stretches``:
+  width factors), as writers differ;
 - binarised (``--binarize``: Otsu's threshold, ink 0 and paper 255), as many collections ship
   their lines;
 
@@ -24,7 +25,7 @@ and prints greedy CER for each.  ``--deskew on|off`` reads with the geometry's `
 
     python benchmarks/bench_robustness.py --data RECORDS --split validation [--model DIR]
         [--pads 0,0.5,1] [--fades 200:130,150:60] [--rotations 1,-2,3] [--scales 0.5,0.33]
-        [--slants -0.3,0.3] [--binarize] [--deskew model|on|off]
+        [--slants=-0.3,0.3] [--stretches 0.7,1.4] [--binarize] [--deskew model|on|off]
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ def slant(crop, shear: float):
     return cv2.warpAffine(crop, m, (w + grow, h), borderValue=int(np.percentile(crop, 90)), flags=cv2.INTER_LINEAR)
 
 
+def stretch(crop, factor: float):
+    """``crop`` with its width scaled by ``factor`` (narrower or wider writing), height kept."""
+    import cv2
+
+    h, w = crop.shape
+    nw = max(8, int(round(w * factor)))
+    return cv2.resize(crop, (nw, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
 def binarize(crop):
     """``crop`` thresholded by Otsu's method: ink 0, paper 255."""
     import cv2
@@ -130,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rotations", default="1,-2,3", help="comma-separated rotations in degrees ('' for none)")
     p.add_argument("--scales", default="", help="comma-separated shrink factors, e.g. 0.5,0.33 ('' for none)")
     p.add_argument("--slants", default="", help="comma-separated extra slants (tan), e.g. -0.3,0.3 ('' for none)")
+    p.add_argument("--stretches", default="", help="comma-separated width factors, e.g. 0.7,1.4 ('' for none)")
     p.add_argument("--binarize", action="store_true", help="also read the lines binarised (Otsu)")
     p.add_argument("--deskew", choices=("model", "on", "off"), default="model",
                    help="level skewed lines as the model's geometry says (model) or always/never")
@@ -173,11 +184,13 @@ def main(argv: list[str] | None = None) -> dict:
                   for f in (float(v) for v in a.scales.split(",") if v.strip())]
     slants = [{"slant": t, "cer": cer([slant(c, t) for c in crops])}
               for t in (float(v) for v in a.slants.split(",") if v.strip())]
+    stretches = [{"stretch": f, "cer": cer([stretch(c, f) for c in crops])}
+                 for f in (float(v) for v in a.stretches.split(",") if v.strip())]
     binarized = {"cer": cer([binarize(c) for c in crops])} if a.binarize else None
     out = {"benchmark": "robustness", "data": a.data, "split": a.split, "lines": len(refs),
            "model": a.model or "bundled", "geometry": model.geometry.to_dict(),
            "framing": framing, "contrast": contrast, "rotation": rotation, "resolution": resolution,
-           "slant": slants, "binarized": binarized}
+           "slant": slants, "stretch": stretches, "binarized": binarized}
     json.dump(out, sys.stdout, indent=1)
     print()
     return out

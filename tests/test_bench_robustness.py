@@ -46,6 +46,11 @@ def test_slant_leans_right_and_keeps_ink(bench, line):
     assert after > before + 3
 
 
+def test_stretch_changes_only_the_width(bench, line):
+    assert bench.stretch(line, 0.5).shape == (40, 80)
+    assert bench.stretch(line, 1.5).shape == (40, 240)
+
+
 def test_binarize_two_levels(bench, line):
     noisy = np.clip(line.astype(int) + np.random.default_rng(0).integers(-20, 20, line.shape), 0, 255).astype(np.uint8)
     out = bench.binarize(noisy)
