@@ -17,7 +17,10 @@ both return
     ``log_probs`` float32 ``[B, T, C]`` (blank = 0), ``lengths`` int32 ``[B]``, ``text``
     string ``[B]`` (greedy: argmax, merge repeats, drop blanks), ``confidence`` float32 ``[B]``
     (mean over characters of each character's highest probability, as
-    :class:`htr_tf.decode.GreedyDecoder` computes it).
+    :class:`htr_tf.decode.GreedyDecoder` computes it).  ``recognize_bytes`` reads densely read
+    lines again wider when the geometry says so (``reread_density``, as
+    :func:`htr_tf.recognize.reread_dense` does); ``recognize`` is one pass of the model, so a
+    client that frames lines itself applies that rule itself, as the pipeline's gRPC backend does.
 ``metadata``
     no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info and,
     when tuned, ``decoding``: the decoders' default settings for this model).
@@ -63,7 +66,7 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
     import tensorflow as tf
 
     from htr_tf.decode.ctc import tf_greedy_decode
-    from htr_tf.geometry import tf_normalize, tf_resize_line
+    from htr_tf.geometry import tf_normalize, tf_resize_line, tf_stretch_lines
 
     geometry = recognizer.geometry
     chars = recognizer.charset.chars
@@ -75,8 +78,8 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
             self.model = recognizer.model
             self.htr_json = tf.saved_model.Asset(str(asset_file))
 
-        def _run(self, images, widths):
-            """uint8 ``[B, H, W]`` paper-padded images and widths -> the four outputs."""
+        def _log_probs(self, images, widths):
+            """uint8 ``[B, H, W]`` paper-padded images and widths -> log-probs and lengths."""
             W = tf.shape(images)[2]
             widths = tf.clip_by_value(tf.cast(widths, tf.int32), 0, W)
             Wp = (W + multiple - 1) // multiple * multiple
@@ -85,8 +88,35 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
             cols = tf.range(Wp)[None, None, :] < widths[:, None, None]
             x = tf.where(cols, x, 0.0)[..., None]                  # beyond the width: blank paper
             out = self.model({"image": x, "width": widths}, training=False)
-            log_probs = tf.cast(out["log_probs"], tf.float32)
-            lengths = tf.cast(out["lengths"], tf.int32)
+            return tf.cast(out["log_probs"], tf.float32), tf.cast(out["lengths"], tf.int32)
+
+        def _reread(self, images, widths, log_probs, lengths):
+            """:func:`htr_tf.recognize.reread_dense` in graph."""
+            _, confidence, n_chars = tf_greedy_decode(log_probs, lengths, chars, with_counts=True)
+            frames = tf.cast(tf.maximum(lengths, 1), tf.float64)
+            dense = tf.cast(n_chars, tf.float64) > geometry.reread_density * frames
+
+            def again():
+                idx = tf.where(dense)[:, 0]
+                imgs2, w2 = tf_stretch_lines(tf.gather(images, idx), tf.gather(widths, idx), geometry)
+                lp2, ln2 = self._log_probs(imgs2, w2)
+                _, conf2 = tf_greedy_decode(lp2, ln2, chars)
+                better = conf2 > tf.gather(confidence, idx)
+                T = tf.maximum(tf.shape(log_probs)[1], tf.shape(lp2)[1])
+                lp1 = tf.pad(log_probs, [[0, 0], [0, T - tf.shape(log_probs)[1]], [0, 0]])
+                lp2 = tf.pad(lp2, [[0, 0], [0, T - tf.shape(lp2)[1]], [0, 0]])
+                rows = tf.boolean_mask(idx, better)[:, None]
+                return (tf.tensor_scatter_nd_update(lp1, rows, tf.boolean_mask(lp2, better)),
+                        tf.tensor_scatter_nd_update(lengths, rows, tf.boolean_mask(ln2, better)))
+
+            return tf.cond(tf.reduce_any(dense), again, lambda: (log_probs, lengths))
+
+        def _run(self, images, widths, reread: bool = False):
+            """uint8 ``[B, H, W]`` paper-padded images and widths -> the four outputs."""
+            widths = tf.cast(widths, tf.int32)
+            log_probs, lengths = self._log_probs(images, widths)
+            if reread and geometry.reread_density > 0:
+                log_probs, lengths = self._reread(images, widths, log_probs, lengths)
             text, confidence = tf_greedy_decode(log_probs, lengths, chars)
             return {"log_probs": log_probs, "lengths": lengths, "text": text, "confidence": confidence}
 
@@ -107,7 +137,7 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
                 one, images, fn_output_signature=(tf.TensorSpec([H, max_w], tf.uint8),
                                                   tf.TensorSpec([], tf.int32)))
             W = tf.maximum(tf.reduce_max(tf.concat([widths, [1]], 0)), 1)
-            return self._run(padded[:, :, :W], widths)
+            return self._run(padded[:, :, :W], widths, reread=True)
 
         @tf.function(input_signature=[])
         def metadata(self):

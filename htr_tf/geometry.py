@@ -45,10 +45,22 @@ class LineGeometry:
     #: trimming, columns are shifted up or down by the slope that sharpens the ink's row profile
     #: most, and the margins trimmed again.  Needs ``trim``.  Off in bundles trained without it.
     deskew: bool = False
+    #: Narrow writing leaves the CTC too few frames per character: a line whose greedy reading
+    #: has more characters per output frame than this is read again, its resized image stretched
+    #: to ``reread_stretch`` times its width (:func:`stretch_line`), and the reading with the
+    #: higher confidence kept (:func:`htr_tf.recognize.reread_dense`).  0 turns it off (bundles
+    #: that predate it).
+    reread_density: float = 0.0
+    reread_stretch: float = 1.4
 
     def target_width(self, h: int, w: int) -> int:
         """Width after resizing an ``h x w`` crop to ``height`` with its aspect ratio kept."""
         tw = int(round(w * self.height / max(h, 1)))
+        return int(min(max(tw, self.min_width), self.max_width))
+
+    def stretched_width(self, w: int) -> int:
+        """Width of a resized line of width ``w`` stretched for a second reading."""
+        tw = int(round(w * self.reread_stretch))
         return int(min(max(tw, self.min_width), self.max_width))
 
     def padded_width(self, w: int) -> int:
@@ -61,7 +73,8 @@ class LineGeometry:
     @classmethod
     def from_dict(cls, d: dict) -> "LineGeometry":
         fields = cls.__dataclass_fields__
-        cast = {"trim": bool, "margin_y": float, "margin_x": float, "deskew": bool}
+        cast = {"trim": bool, "margin_y": float, "margin_x": float, "deskew": bool,
+                "reread_density": float, "reread_stretch": float}
         return cls(**{k: cast.get(k, int)(v) for k, v in d.items() if k in fields})
 
 
@@ -222,6 +235,15 @@ def resize_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY
     return cv2.resize(gray, (tw, geometry.height), interpolation=interp)
 
 
+def stretch_line(resized: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
+    """A resized 2-D uint8 line (``geometry.height`` tall) stretched to
+    :meth:`LineGeometry.stretched_width` columns (bilinear), for a second reading."""
+    import cv2
+
+    g = np.asarray(resized, np.uint8)
+    return cv2.resize(g, (geometry.stretched_width(g.shape[1]), g.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def normalize(gray_uint8: np.ndarray) -> np.ndarray:
     """uint8 (paper=255) to float32 with ink positive in [0, 1] and paper 0."""
     return 1.0 - np.asarray(gray_uint8, np.float32) / 255.0
@@ -355,6 +377,27 @@ def tf_resize_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
     )
     resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
     return resized, tw
+
+
+def tf_stretch_lines(images, widths, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
+    """TF twin of :func:`stretch_line` for a batch: uint8 ``[B, H, W]`` paper-padded lines and
+    int32 widths ``[B]`` -> (uint8 ``[B, H, W']`` paper-padded, int32 widths ``[B]``)."""
+    import tensorflow as tf
+
+    widths = tf.cast(widths, tf.int32)
+    new_w = tf.cast(tf.round(tf.cast(widths, tf.float64) * geometry.reread_stretch), tf.int32)
+    new_w = tf.clip_by_value(new_w, geometry.min_width, geometry.max_width)
+    W = tf.maximum(tf.reduce_max(tf.concat([new_w, [1]], 0)), 1)
+
+    def one(args):
+        img, w, nw = args
+        x = tf.image.resize(tf.cast(img[:, :w, None], tf.float32), tf.stack([tf.shape(img)[0], nw]),
+                            method="bilinear")
+        x = tf.cast(tf.clip_by_value(tf.round(x[..., 0]), 0, 255), tf.uint8)
+        return tf.pad(x, [[0, 0], [0, W - nw]], constant_values=255)
+
+    out = tf.map_fn(one, (images, widths, new_w), fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
+    return out, new_w
 
 
 def tf_normalize(image_uint8):

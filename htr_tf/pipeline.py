@@ -476,7 +476,11 @@ class Pipeline:
             timings.update(stage)
         out = []
         for k, (d, c, b) in enumerate(zip(decoded, crops, pboxes)):
-            fw = line_frame_width(c.shape[1], g.target_width(*c.shape[:2]), self.backend.width_downsample)
+            ds = self.backend.width_downsample
+            resized = g.target_width(*c.shape[:2])
+            if d.num_frames > -(-resized // ds):  # read again stretched (geometry.reread_density)
+                resized = g.stretched_width(resized)
+            fw = line_frame_width(c.shape[1], resized, ds)
             shape = shapes[k] if shapes is not None else None
             out.append(LineResult.from_decoded(d, box=b, frame_width=fw, id=f"r1l{k + 1}",
                                                polygon=shape.polygon if shape is not None else None,

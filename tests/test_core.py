@@ -129,6 +129,74 @@ def test_line_images_are_read_trimmed_and_framed_crops_as_they_are():
     assert np.array_equal(batches[0], batches[1]) and batches[2].shape != batches[1].shape
 
 
+class _WidthModel:
+    """A LineModel stub: one frame per 8 columns; a line narrower than 64 columns reads a
+    character every frame at p = 0.6 (dense), a wider one every other frame at p = 0.9, or at
+    p = 0.3 where its first pixel is black (a worse second reading)."""
+
+    charset, width_downsample, decoding = Charset("ab", replacement=""), 8, {}
+
+    def __init__(self, geometry):
+        self.geometry = geometry
+        self.calls = []
+
+    def log_probs(self, images, widths):
+        self.calls.append(np.asarray(widths).copy())
+        T = images.shape[2] // 8
+        lp = np.full((len(widths), T, 3), np.log(0.05), np.float32)
+        for i, w in enumerate(widths):
+            for t in range(T):
+                if w < 64:
+                    lp[i, t, 1 + t % 2] = np.log(0.6)
+                else:
+                    lp[i, t, 1 if t % 2 == 0 else 0] = np.log(0.3 if images[i, 0, 0] == 0 else 0.9)
+        return lp, np.asarray(widths) // 8
+
+
+def test_dense_lines_are_read_again_wider_and_the_surer_reading_kept():
+    from htr_tf.geometry import stretch_line
+    from htr_tf.recognize import reread_dense
+
+    g = LineGeometry(height=8, min_width=8, reread_density=0.5, reread_stretch=2.0)
+    m = _WidthModel(g)
+    images = np.full((3, 8, 80), 255, np.uint8)
+    images[2, 0, 0] = 0
+    widths = np.array([40, 80, 48], np.int32)
+    lp, ln = reread_dense(m, images, widths, *m.log_probs(images, widths))
+    # the narrow lines were read again at twice their width; the wide one was not dense
+    np.testing.assert_array_equal(m.calls[1], [80, 96])
+    assert list(ln) == [10, 10, 6] and lp.shape[1] == 12
+    assert np.isclose(np.exp(lp[0, :10].max(1)), 0.9).all()
+    assert np.isclose(np.exp(lp[2, :6].max(1)), 0.6).all()  # its second reading was less sure
+    assert stretch_line(images[0, :, :40], g).shape == (8, 80)
+    # off: nothing read twice
+    off = _WidthModel(dataclasses.replace(g, reread_density=0.0))
+    lp0, ln0 = off.log_probs(images, widths)
+    assert reread_dense(off, images, widths, lp0, ln0)[0] is lp0 and len(off.calls) == 1
+    # the rule travels in the geometry's dict
+    assert LineGeometry.from_dict(json.loads(json.dumps(g.to_dict()))) == g
+    assert LineGeometry.from_dict({"height": 48}).reread_density == 0.0
+
+
+def test_tf_stretch_is_the_numpy_stretch():
+    import tensorflow as tf
+
+    from htr_tf.geometry import stretch_line, tf_stretch_lines
+
+    g = LineGeometry(height=16, reread_stretch=1.4)
+    rng = np.random.default_rng(3)
+    widths = np.array([40, 97, 64], np.int32)
+    images = np.full((3, 16, 100), 255, np.uint8)
+    for i, w in enumerate(widths):
+        images[i, :, :w] = rng.integers(0, 256, (16, w))
+    out, w2 = tf_stretch_lines(tf.constant(images), tf.constant(widths), g)
+    for i, w in enumerate(widths):
+        ref = stretch_line(images[i, :, :w], g)
+        assert int(w2[i]) == ref.shape[1] == round(w * 1.4)
+        assert np.abs(out.numpy()[i, :, : ref.shape[1]].astype(int) - ref).max() <= 1
+        assert (out.numpy()[i, :, ref.shape[1]:] == 255).all()
+
+
 def test_tf_trim_is_the_numpy_trim():
     import tensorflow as tf
 
