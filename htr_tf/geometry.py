@@ -11,7 +11,9 @@ A line image is gray uint8, dark ink on light paper.  The recogniser sees it (:f
   P11 at 25.6 % CER on copiste box crops against 13.3 % level, and at 14.0 % levelled);
 - resized to ``LineGeometry.height`` keeping the aspect ratio (never squashed, unless wider
   than ``max_width``), normalised to float ``1 - x/255`` so ink is positive and zero padding
-  is blank paper.
+  is blank paper;
+- read a second time stretched (:func:`stretch_line`) when the geometry says ``reread_density``
+  and the first reading was dense (:func:`htr_tf.recognize.reread_dense`; narrow writing).
 
 Both the numpy path (pipelines, TFLite) and the TF path (tf.data, served graphs) frame a line
 identically and resize it with area interpolation, so they agree to within rounding.
