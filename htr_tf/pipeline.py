@@ -231,8 +231,12 @@ class PipelineOptions:
     #: hand read at low confidence throughout keeps its lines, while garbage stands out.  0.7 was
     #: chosen on the validation pages (greedy page CER, 2026-12-06 night: copiste 19.32 -> 17.24 %,
     #: mostly the forms' small printed header read as garbage; peraire 26.42 -> 26.32; synthetic
-    #: forms 4.82, unchanged; 0.8 and absolute floors of 0.5-0.7 were no better).
-    min_relative_confidence: float = 0.7
+    #: forms 4.82, unchanged; 0.8 and absolute floors of 0.5-0.7 were no better).  0.72 since soup
+    #: P13 re-reads dense lines (``geometry.reread_density``): the surer of two readings of a
+    #: printed block read as garbage rose to 0.64 against a page median of 0.91, and copiste
+    #: validation pages read 14.91 % at 0.7, 13.30 at 0.72 and 0.75 (peraire, GW and synthetic
+    #: forms unchanged).
+    min_relative_confidence: float = 0.72
     #: Look for text lines outside the handwritten area (a form's printed header and prompt,
     #: a letterhead: :mod:`htr_tf.printed`) and report them as ``printed`` regions.
     find_printed: bool = True
