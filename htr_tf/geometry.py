@@ -57,13 +57,14 @@ class LineGeometry:
 
     def target_width(self, h: int, w: int) -> int:
         """Width after resizing an ``h x w`` crop to ``height`` with its aspect ratio kept."""
-        tw = int(round(w * self.height / max(h, 1)))
-        return int(min(max(tw, self.min_width), self.max_width))
+        return self._clip_width(round(w * self.height / max(h, 1)))
 
     def stretched_width(self, w: int) -> int:
         """Width of a resized line of width ``w`` stretched for a second reading."""
-        tw = int(round(w * self.reread_stretch))
-        return int(min(max(tw, self.min_width), self.max_width))
+        return self._clip_width(round(w * self.reread_stretch))
+
+    def _clip_width(self, w: float) -> int:
+        return int(min(max(int(w), self.min_width), self.max_width))
 
     def padded_width(self, w: int) -> int:
         m = self.width_multiple

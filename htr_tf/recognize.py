@@ -39,9 +39,8 @@ if TYPE_CHECKING:
     from htr_tf.decode.ctc import DecodedLine, Decoder
     from htr_tf.geometry import LineGeometry
 
-__all__ = ["LineModel", "width_buckets", "line_batch", "model_input", "reread_dense", "batched_log_probs",
-           "crop_log_probs",
-           "recognize_crops", "KerasLineModel", "line_model"]
+__all__ = ["LineModel", "width_buckets", "line_batch", "pad_lines", "model_input", "reread_dense",
+           "batched_log_probs", "crop_log_probs", "recognize_crops", "KerasLineModel", "line_model"]
 
 
 class LineModel(Protocol):
@@ -72,7 +71,13 @@ def line_batch(crops: Sequence[np.ndarray], geometry: "LineGeometry", trim: bool
     to ``geometry.width_multiple``."""
     from htr_tf.geometry import resize_line
 
-    resized = [resize_line(np.asarray(c), geometry, trim) for c in crops]
+    return pad_lines([resize_line(np.asarray(c), geometry, trim) for c in crops], geometry)
+
+
+def pad_lines(resized: Sequence[np.ndarray], geometry: "LineGeometry") -> tuple[np.ndarray, np.ndarray]:
+    """Lines resized to ``geometry.height`` right-padded with paper (255) into uint8
+    ``[B, height, W]`` plus their int32 widths; ``W`` is the widest rounded up to
+    ``geometry.width_multiple``."""
     widths = np.array([r.shape[1] for r in resized], np.int32)
     W = geometry.padded_width(int(widths.max()) if len(widths) else geometry.min_width)
     out = np.full((len(resized), geometry.height, W), 255, np.uint8)
@@ -102,10 +107,10 @@ def reread_dense(model: "LineModel", images: np.ndarray, widths: np.ndarray, log
     read again, and that reading replaces the first where its greedy confidence is higher.
 
     Narrow writing leaves the CTC too few frames per character: soup P12 read peraire validation
-    box crops at 38.4 % CER narrowed to 0.6 of their width (16.6 % as cut), 21.8 % re-read, and
-    as cut 15.6 %.  Returns log-probs ``[B, T', C]`` (``T'`` >= ``T``; frames past a line's
-    length mean nothing, as in every batch) and lengths ``[B]``.  The served ``recognize_bytes`` does the same in its
-    graph.
+    box crops at 16.61 % CER (15.83 re-reading) and, narrowed to 0.6 of their width, at 38.43 %
+    (24.33 re-reading; ``benchmarks/bench_robustness.py --stretches 0.6``).  Returns log-probs
+    ``[B, T', C]`` (``T'`` >= ``T``; frames past a line's length mean nothing, as in every batch)
+    and lengths ``[B]``.  The served ``recognize_bytes`` does the same in its graph.
     """
     from htr_tf.decode.ctc import GreedyDecoder
     from htr_tf.geometry import stretch_line
@@ -118,11 +123,7 @@ def reread_dense(model: "LineModel", images: np.ndarray, widths: np.ndarray, log
     dense = [i for i, d in enumerate(first) if len(d.ids) > g.reread_density * max(int(ln[i]), 1)]
     if not dense:
         return lp, ln
-    stretched = [stretch_line(images[i, :, : int(widths[i])], g) for i in dense]
-    w2 = np.array([s.shape[1] for s in stretched], np.int32)
-    batch = np.full((len(dense), g.height, g.padded_width(int(w2.max()))), 255, np.uint8)
-    for j, s in enumerate(stretched):
-        batch[j, :, : s.shape[1]] = s
+    batch, w2 = pad_lines([stretch_line(images[i, :, : int(widths[i])], g) for i in dense], g)
     lp2, ln2 = (np.asarray(a) for a in model.log_probs(batch, w2))
     second = GreedyDecoder().decode(lp2, ln2, model.charset)
     better = [j for j, i in enumerate(dense) if second[j].confidence > first[i].confidence]
