@@ -21,13 +21,14 @@ slant.  This reads a record split's lines
   their lines;
 
 and prints greedy CER for each.  ``--deskew on|off`` reads with the geometry's ``deskew`` set
-(:func:`htr_tf.geometry.frame_line`) whatever the model says, ``--reread-density`` its rule for
-reading dense lines again wider (:func:`htr_tf.recognize.reread_dense`)::
+(:func:`htr_tf.geometry.frame_line`) whatever the model says, ``--reread-density`` and ``--reread-sparse`` its
+rules for reading dense lines again wider and sparse ones narrower
+(:func:`htr_tf.recognize.reread_lines`)::
 
     python benchmarks/bench_robustness.py --data RECORDS --split validation [--model DIR]
         [--pads 0,0.5,1] [--fades 200:130,150:60] [--rotations 1,-2,3] [--scales 0.5,0.33]
         [--slants=-0.3,0.3] [--stretches 0.7,1.4] [--binarize] [--deskew model|on|off]
-        [--reread-density 0.45]
+        [--reread-density 0.45] [--reread-sparse 0.3]
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--reread-density", type=float, default=None,
                    help="read dense lines again wider above this many characters a frame (0: never; "
                         "default: as the model's geometry says)")
+    p.add_argument("--reread-sparse", type=float, default=None,
+                   help="read sparse lines again narrower below this many characters a frame (0: never; "
+                        "default: as the model's geometry says)")
     p.add_argument("--limit", type=int, default=None)
     a = p.parse_args(argv)
     fades = parse_fades(a.fades)
@@ -169,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
         model.geometry = dataclasses.replace(model.geometry, deskew=a.deskew == "on")
     if a.reread_density is not None:
         model.geometry = dataclasses.replace(model.geometry, reread_density=a.reread_density)
+    if a.reread_sparse is not None:
+        model.geometry = dataclasses.replace(model.geometry, reread_sparse=a.reread_sparse)
     refs, crops = [], []
     for ex in RecordSet(a.data).iter_lines(a.split):
         if a.limit is not None and len(refs) >= a.limit:

@@ -18,8 +18,8 @@ both return
     string ``[B]`` (greedy: argmax, merge repeats, drop blanks), ``confidence`` float32 ``[B]``
     (mean over characters of each character's highest probability, as
     :class:`htr_tf.decode.GreedyDecoder` computes it).  ``recognize_bytes`` reads densely read
-    lines again wider when the geometry says so (``reread_density``, as
-    :func:`htr_tf.recognize.reread_dense` does); ``recognize`` is one pass of the model, so a
+    lines again wider and sparsely read ones narrower when the geometry says so
+    (``reread_density``, ``reread_sparse``, as :func:`htr_tf.recognize.reread_lines` does); ``recognize`` is one pass of the model, so a
     client that frames lines itself applies that rule itself, as the pipeline's gRPC backend does.
 ``metadata``
     no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info and,
@@ -91,14 +91,22 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
             return tf.cast(out["log_probs"], tf.float32), tf.cast(out["lengths"], tf.int32)
 
         def _reread(self, images, widths, log_probs, lengths):
-            """:func:`htr_tf.recognize.reread_dense` in graph."""
+            """:func:`htr_tf.recognize.reread_lines` in graph."""
             _, confidence, n_chars = tf_greedy_decode(log_probs, lengths, chars, with_counts=True)
             frames = tf.cast(tf.maximum(lengths, 1), tf.float64)
-            dense = tf.cast(n_chars, tf.float64) > geometry.reread_density * frames
+            n_chars = tf.cast(n_chars, tf.float64)
+            dense = n_chars > geometry.reread_density * frames if geometry.reread_density > 0 \
+                else tf.zeros_like(n_chars, tf.bool)
+            sparse = n_chars < geometry.reread_sparse * frames if geometry.reread_sparse > 0 \
+                else tf.zeros_like(n_chars, tf.bool)
+            sparse = tf.logical_and(sparse, tf.logical_not(dense))
+            again_mask = tf.logical_or(dense, sparse)
 
             def again():
-                idx = tf.where(dense)[:, 0]
-                imgs2, w2 = tf_stretch_lines(tf.gather(images, idx), tf.gather(widths, idx), geometry)
+                idx = tf.where(again_mask)[:, 0]
+                factors = tf.where(tf.gather(dense, idx), tf.constant(geometry.reread_stretch, tf.float64),
+                                   tf.constant(geometry.reread_squeeze, tf.float64))
+                imgs2, w2 = tf_stretch_lines(tf.gather(images, idx), tf.gather(widths, idx), geometry, factors)
                 lp2, ln2 = self._log_probs(imgs2, w2)
                 _, conf2 = tf_greedy_decode(lp2, ln2, chars)
                 better = conf2 > tf.gather(confidence, idx)
@@ -109,13 +117,13 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
                 return (tf.tensor_scatter_nd_update(lp1, rows, tf.boolean_mask(lp2, better)),
                         tf.tensor_scatter_nd_update(lengths, rows, tf.boolean_mask(ln2, better)))
 
-            return tf.cond(tf.reduce_any(dense), again, lambda: (log_probs, lengths))
+            return tf.cond(tf.reduce_any(again_mask), again, lambda: (log_probs, lengths))
 
         def _run(self, images, widths, reread: bool = False):
             """uint8 ``[B, H, W]`` paper-padded images and widths -> the four outputs."""
             widths = tf.cast(widths, tf.int32)
             log_probs, lengths = self._log_probs(images, widths)
-            if reread and geometry.reread_density > 0:
+            if reread and (geometry.reread_density > 0 or geometry.reread_sparse > 0):
                 log_probs, lengths = self._reread(images, widths, log_probs, lengths)
             text, confidence = tf_greedy_decode(log_probs, lengths, chars)
             return {"log_probs": log_probs, "lengths": lengths, "text": text, "confidence": confidence}

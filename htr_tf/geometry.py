@@ -13,7 +13,8 @@ A line image is gray uint8, dark ink on light paper.  The recogniser sees it (:f
   than ``max_width``), normalised to float ``1 - x/255`` so ink is positive and zero padding
   is blank paper;
 - read a second time stretched (:func:`stretch_line`) when the geometry says ``reread_density``
-  and the first reading was dense (:func:`htr_tf.recognize.reread_dense`; narrow writing).
+  and the first reading was dense (narrow writing), or squeezed when it says ``reread_sparse``
+  and the first reading was sparse (wide writing; :func:`htr_tf.recognize.reread_lines`).
 
 Both the numpy path (pipelines, TFLite) and the TF path (tf.data, served graphs) frame a line
 identically and resize it with area interpolation, so they agree to within rounding.
@@ -50,18 +51,34 @@ class LineGeometry:
     #: Narrow writing leaves the CTC too few frames per character: a line whose greedy reading
     #: has more characters per output frame than this is read again, its resized image stretched
     #: to ``reread_stretch`` times its width (:func:`stretch_line`), and the reading with the
-    #: higher confidence kept (:func:`htr_tf.recognize.reread_dense`).  0 turns it off (bundles
+    #: higher confidence kept (:func:`htr_tf.recognize.reread_lines`).  0 turns it off (bundles
     #: that predate it).
     reread_density: float = 0.0
     reread_stretch: float = 1.4
+    #: Wide writing is the other side: a line whose greedy reading has fewer characters per
+    #: output frame than ``reread_sparse`` is read again squeezed to ``reread_squeeze`` times its
+    #: width, the surer reading kept as above.  0 turns it off (bundles that predate it).
+    reread_sparse: float = 0.0
+    reread_squeeze: float = 0.7
 
     def target_width(self, h: int, w: int) -> int:
         """Width after resizing an ``h x w`` crop to ``height`` with its aspect ratio kept."""
         return self._clip_width(round(w * self.height / max(h, 1)))
 
-    def stretched_width(self, w: int) -> int:
-        """Width of a resized line of width ``w`` stretched for a second reading."""
-        return self._clip_width(round(w * self.reread_stretch))
+    def stretched_width(self, w: int, factor: float | None = None) -> int:
+        """Width of a resized line of width ``w`` stretched ``factor`` times (default
+        ``reread_stretch``) for a second reading."""
+        return self._clip_width(round(w * (self.reread_stretch if factor is None else factor)))
+
+    def read_width(self, resized: int, num_frames: int, downsample: int) -> int:
+        """The width a line of resized width ``resized`` was read at, from its ``num_frames``:
+        ``resized`` itself, or its stretched or squeezed width if it was read again."""
+        first = -(-resized // downsample)
+        if self.reread_density > 0 and num_frames > first:
+            return self.stretched_width(resized)
+        if self.reread_sparse > 0 and num_frames < first:
+            return self.stretched_width(resized, self.reread_squeeze)
+        return resized
 
     def _clip_width(self, w: float) -> int:
         return int(min(max(int(w), self.min_width), self.max_width))
@@ -77,7 +94,8 @@ class LineGeometry:
     def from_dict(cls, d: dict) -> "LineGeometry":
         fields = cls.__dataclass_fields__
         cast = {"trim": bool, "margin_y": float, "margin_x": float, "deskew": bool,
-                "reread_density": float, "reread_stretch": float}
+                "reread_density": float, "reread_stretch": float, "reread_sparse": float,
+                "reread_squeeze": float}
         return cls(**{k: cast.get(k, int)(v) for k, v in d.items() if k in fields})
 
 
@@ -238,13 +256,15 @@ def resize_line(gray: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY
     return cv2.resize(gray, (tw, geometry.height), interpolation=interp)
 
 
-def stretch_line(resized: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY) -> np.ndarray:
-    """A resized 2-D uint8 line (``geometry.height`` tall) stretched to
-    :meth:`LineGeometry.stretched_width` columns (bilinear), for a second reading."""
+def stretch_line(resized: np.ndarray, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY,
+                 factor: float | None = None) -> np.ndarray:
+    """A resized 2-D uint8 line (``geometry.height`` tall) stretched (or squeezed, ``factor`` < 1)
+    to :meth:`LineGeometry.stretched_width` columns (bilinear), for a second reading."""
     import cv2
 
     g = np.asarray(resized, np.uint8)
-    return cv2.resize(g, (geometry.stretched_width(g.shape[1]), g.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(g, (geometry.stretched_width(g.shape[1], factor), g.shape[0]),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def normalize(gray_uint8: np.ndarray) -> np.ndarray:
@@ -382,13 +402,16 @@ def tf_resize_line(image, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
     return resized, tw
 
 
-def tf_stretch_lines(images, widths, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY):
-    """TF twin of :func:`stretch_line` for a batch: uint8 ``[B, H, W]`` paper-padded lines and
-    int32 widths ``[B]`` -> (uint8 ``[B, H, W']`` paper-padded, int32 widths ``[B]``)."""
+def tf_stretch_lines(images, widths, geometry: LineGeometry = DEFAULT_LINE_GEOMETRY, factors=None):
+    """TF twin of :func:`stretch_line` for a batch: uint8 ``[B, H, W]`` paper-padded lines, int32
+    widths ``[B]`` and float factors ``[B]`` (default ``reread_stretch``) -> (uint8 ``[B, H, W']``
+    paper-padded, int32 widths ``[B]``)."""
     import tensorflow as tf
 
     widths = tf.cast(widths, tf.int32)
-    new_w = tf.cast(tf.round(tf.cast(widths, tf.float64) * geometry.reread_stretch), tf.int32)
+    if factors is None:
+        factors = tf.fill(tf.shape(widths), tf.constant(geometry.reread_stretch, tf.float64))
+    new_w = tf.cast(tf.round(tf.cast(widths, tf.float64) * tf.cast(factors, tf.float64)), tf.int32)
     new_w = tf.clip_by_value(new_w, geometry.min_width, geometry.max_width)
     W = tf.maximum(tf.reduce_max(tf.concat([new_w, [1]], 0)), 1)
 

@@ -481,9 +481,7 @@ class Pipeline:
         out = []
         for k, (d, c, b) in enumerate(zip(decoded, crops, pboxes)):
             ds = self.backend.width_downsample
-            resized = g.target_width(*c.shape[:2])
-            if d.num_frames > -(-resized // ds):  # read again stretched (geometry.reread_density)
-                resized = g.stretched_width(resized)
+            resized = g.read_width(g.target_width(*c.shape[:2]), d.num_frames, ds)  # re-read lines
             fw = line_frame_width(c.shape[1], resized, ds)
             shape = shapes[k] if shapes is not None else None
             out.append(LineResult.from_decoded(d, box=b, frame_width=fw, id=f"r1l{k + 1}",

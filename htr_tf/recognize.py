@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from htr_tf.decode.ctc import DecodedLine, Decoder
     from htr_tf.geometry import LineGeometry
 
-__all__ = ["LineModel", "width_buckets", "line_batch", "pad_lines", "model_input", "reread_dense",
-           "batched_log_probs", "crop_log_probs", "recognize_crops", "KerasLineModel", "line_model"]
+__all__ = ["LineModel", "width_buckets", "line_batch", "pad_lines", "model_input", "reread_lines",
+           "reread_dense", "batched_log_probs", "crop_log_probs", "recognize_crops", "KerasLineModel", "line_model"]
 
 
 class LineModel(Protocol):
@@ -99,34 +99,44 @@ def model_input(images: np.ndarray, widths: np.ndarray) -> np.ndarray:
     return np.where(cols, normalize(imgs), np.float32(0.0)).astype(np.float32)[..., None]
 
 
-def reread_dense(model: "LineModel", images: np.ndarray, widths: np.ndarray, log_probs: np.ndarray,
+def reread_lines(model: "LineModel", images: np.ndarray, widths: np.ndarray, log_probs: np.ndarray,
                  lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's log-probs with its densely read lines read again wider, as the geometry says
-    (``reread_density``, ``reread_stretch``): a line whose greedy reading has more characters
-    per frame than ``reread_density`` is stretched (:func:`htr_tf.geometry.stretch_line`) and
-    read again, and that reading replaces the first where its greedy confidence is higher.
+    """A batch's log-probs with its densely read lines read again wider and its sparsely read
+    lines read again narrower, as the geometry says: a line whose greedy reading has more
+    characters per frame than ``reread_density`` is stretched ``reread_stretch`` times
+    (:func:`htr_tf.geometry.stretch_line`), one with fewer than ``reread_sparse`` squeezed
+    ``reread_squeeze`` times, and read again; the second reading replaces the first where its
+    greedy confidence is higher.
 
     Narrow writing leaves the CTC too few frames per character: soup P12 read peraire validation
     box crops at 16.61 % CER (15.83 re-reading) and, narrowed to 0.6 of their width, at 38.43 %
-    (24.33 re-reading; ``benchmarks/bench_robustness.py --stretches 0.6``).  Returns log-probs
-    ``[B, T', C]`` (``T'`` >= ``T``; frames past a line's length mean nothing, as in every batch)
-    and lengths ``[B]``.  The served ``recognize_bytes`` does the same in its graph.
+    (24.33 re-reading; ``benchmarks/bench_robustness.py --stretches 0.6``).  Wide writing is
+    read worse too: P13 read GW 278-279 widened 1.6 times at 15.90 % (7.27 as written), and
+    11.11 with lines under 0.25 characters a frame read again at 0.7 of their width.  Returns
+    log-probs ``[B, T', C]`` (``T'`` >= ``T``; frames past a line's length mean nothing, as in
+    every batch) and lengths ``[B]``.  The served ``recognize_bytes`` does the same in its graph.
     """
     from htr_tf.decode.ctc import GreedyDecoder
     from htr_tf.geometry import stretch_line
 
     g = model.geometry
     lp, ln = np.asarray(log_probs), np.asarray(lengths)
-    if g.reread_density <= 0 or len(ln) == 0:
+    if (g.reread_density <= 0 and g.reread_sparse <= 0) or len(ln) == 0:
         return lp, ln
     first = GreedyDecoder().decode(lp, ln, model.charset)
-    dense = [i for i, d in enumerate(first) if len(d.ids) > g.reread_density * max(int(ln[i]), 1)]
-    if not dense:
+    again: list[tuple[int, float]] = []
+    for i, d in enumerate(first):
+        frames = max(int(ln[i]), 1)
+        if g.reread_density > 0 and len(d.ids) > g.reread_density * frames:
+            again.append((i, g.reread_stretch))
+        elif g.reread_sparse > 0 and len(d.ids) < g.reread_sparse * frames:
+            again.append((i, g.reread_squeeze))
+    if not again:
         return lp, ln
-    batch, w2 = pad_lines([stretch_line(images[i, :, : int(widths[i])], g) for i in dense], g)
+    batch, w2 = pad_lines([stretch_line(images[i, :, : int(widths[i])], g, f) for i, f in again], g)
     lp2, ln2 = (np.asarray(a) for a in model.log_probs(batch, w2))
     second = GreedyDecoder().decode(lp2, ln2, model.charset)
-    better = [j for j, i in enumerate(dense) if second[j].confidence > first[i].confidence]
+    better = [j for j, (i, _) in enumerate(again) if second[j].confidence > first[i].confidence]
     if not better:
         return lp, ln
     T = max(lp.shape[1], lp2.shape[1])
@@ -134,11 +144,15 @@ def reread_dense(model: "LineModel", images: np.ndarray, widths: np.ndarray, log
     out[:, : lp.shape[1]] = lp
     ln = ln.copy()
     for j in better:
-        i = dense[j]
+        i = again[j][0]
         out[i] = 0.0
-        out[i, : lp2.shape[1]] = lp2[j]
+        out[i, : int(ln2[j])] = lp2[j, : int(ln2[j])]
         ln[i] = ln2[j]
     return out, ln
+
+
+#: The name of :func:`reread_lines` before it read sparse lines again too.
+reread_dense = reread_lines
 
 
 def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16, trim: bool = True
@@ -147,7 +161,8 @@ def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int =
 
     ``trim``: cut the crops' blank margins (and level skewed lines) as the geometry says
     (:func:`htr_tf.geometry.frame_line`); False for crops framed already (the page pipeline's).
-    Densely read lines are read again wider when the geometry says so (:func:`reread_dense`).
+    Densely (sparsely) read lines are read again wider (narrower) when the geometry says so
+    (:func:`reread_lines`).
     """
     from htr_tf.geometry import frame_line
 
@@ -158,7 +173,7 @@ def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int =
     for idx in width_buckets([g.target_width(*np.asarray(c).shape[:2]) for c in crops], batch_size):
         images, widths = line_batch([crops[i] for i in idx], g, trim=False)
         t = time.perf_counter()
-        lp, lengths = reread_dense(model, images, widths, *model.log_probs(images, widths))
+        lp, lengths = reread_lines(model, images, widths, *model.log_probs(images, widths))
         yield idx, np.asarray(lp), np.asarray(lengths), time.perf_counter() - t
 
 

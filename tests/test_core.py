@@ -178,6 +178,29 @@ def test_dense_lines_are_read_again_wider_and_the_surer_reading_kept():
     assert LineGeometry.from_dict({"height": 48}).reread_density == 0.0
 
 
+def test_sparse_lines_are_read_again_narrower_and_the_surer_reading_kept():
+    from htr_tf.recognize import reread_lines
+
+    # wide lines read a character every other frame (0.5 a frame): sparse below 0.6
+    g = LineGeometry(height=8, min_width=8, reread_sparse=0.6, reread_squeeze=0.5)
+    m = _WidthModel(g)
+    images = np.full((3, 8, 128), 255, np.uint8)
+    images[2, 0, 0] = 0
+    widths = np.array([40, 112, 128], np.int32)
+    lp, ln = reread_lines(m, images, widths, *m.log_probs(images, widths))
+    # the wide lines were read again at half their width; the narrow one (dense) was not
+    np.testing.assert_array_equal(m.calls[1], [56, 64])
+    # the first was surer (0.9 against 0.6, now dense); the second reading of the last was surer
+    assert list(ln) == [5, 14, 8] and lp.shape[1] == 16
+    assert np.isclose(np.exp(lp[1, :14].max(1)), 0.9).all()
+    assert np.isclose(np.exp(lp[2, :8].max(1)), 0.9).all()
+    # where a line reads again, the width it was read at follows from its frames
+    assert g.read_width(112, 7, 8) == 56 and g.read_width(112, 14, 8) == 112
+    assert dataclasses.replace(g, reread_density=0.5).read_width(40, 10, 8) == 56
+    assert LineGeometry.from_dict(json.loads(json.dumps(g.to_dict()))) == g
+    assert LineGeometry.from_dict({"height": 48}).reread_sparse == 0.0
+
+
 def test_tf_stretch_is_the_numpy_stretch():
     import tensorflow as tf
 
@@ -195,6 +218,13 @@ def test_tf_stretch_is_the_numpy_stretch():
         assert int(w2[i]) == ref.shape[1] == round(w * 1.4)
         assert np.abs(out.numpy()[i, :, : ref.shape[1]].astype(int) - ref).max() <= 1
         assert (out.numpy()[i, :, ref.shape[1]:] == 255).all()
+    # squeezed, each line by its own factor
+    factors = np.array([0.7, 0.7, 1.4])
+    out, w2 = tf_stretch_lines(tf.constant(images), tf.constant(widths), g, tf.constant(factors))
+    for i, (w, f) in enumerate(zip(widths, factors)):
+        ref = stretch_line(images[i, :, :w], g, f)
+        assert int(w2[i]) == ref.shape[1] == g.stretched_width(w, f)
+        assert np.abs(out.numpy()[i, :, : ref.shape[1]].astype(int) - ref).max() <= 1
 
 
 def test_tf_trim_is_the_numpy_trim():

@@ -134,14 +134,16 @@ def test_served_graph_levels_lines_as_the_bundle_was_trained(recognizer, tmp_pat
     assert list(keras_reference(recognizer, slanted)[1]) != list(lengths)
 
 
-def test_served_graph_rereads_dense_lines_as_the_numpy_path(recognizer, tmp_path):
-    """With ``geometry.reread_density`` the served ``recognize_bytes`` reads dense lines again
-    wider, as :func:`htr_tf.recognize.reread_dense` does."""
+@pytest.mark.parametrize("rule", [dict(reread_density=1e-3, reread_stretch=1.5),
+                                  dict(reread_sparse=1e3, reread_squeeze=0.7)], ids=["dense", "sparse"])
+def test_served_graph_rereads_lines_as_the_numpy_path(recognizer, tmp_path, rule):
+    """With ``geometry.reread_density`` (``reread_sparse``) the served ``recognize_bytes`` reads
+    dense (sparse) lines again wider (narrower), as :func:`htr_tf.recognize.reread_lines` does."""
     import dataclasses
 
     from htr_tf.recognize import crop_log_probs, line_model
 
-    g = dataclasses.replace(recognizer.geometry, reread_density=1e-3, reread_stretch=1.5)
+    g = dataclasses.replace(recognizer.geometry, **rule)
     rereading = dataclasses.replace(recognizer, geometry=g)
     served = load_exported(export_recognizer(rereading, tmp_path / "reread" / "1"))
     data = [encode_png(c) for c in crops()]
@@ -149,7 +151,7 @@ def test_served_graph_rereads_dense_lines_as_the_numpy_path(recognizer, tmp_path
     local = crop_log_probs(line_model(rereading), [decode_image(d) for d in data])
     base = crop_log_probs(line_model(recognizer), [decode_image(d) for d in data])
     assert list(out["lengths"]) == [len(x) for x in local]
-    assert [len(x) for x in local] != [len(x) for x in base]  # some lines were read stretched
+    assert [len(x) for x in local] != [len(x) for x in base]  # some lines were read again
     for i, lp in enumerate(local):
         np.testing.assert_allclose(out["log_probs"][i, : len(lp)], lp, atol=2e-3)
 
