@@ -24,7 +24,7 @@ Boxes are ``xyxy`` in page pixels (x0, y0, x1, y1) unless a name says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -70,6 +70,11 @@ class LineGeometry:
         ``reread_stretch``) for a second reading."""
         return self._clip_width(round(w * (self.reread_stretch if factor is None else factor)))
 
+    def network_input(self) -> "LineGeometry":
+        """This geometry with the re-reading rules at their defaults (off): what the network was
+        trained to see.  Bundles that differ only in those rules are one network."""
+        return replace(self, **{f: LineGeometry.__dataclass_fields__[f].default for f in REREAD_FIELDS})
+
     def read_width(self, resized: int, num_frames: int, downsample: int) -> int:
         """The width a line of resized width ``resized`` was read at, from its ``num_frames``:
         ``resized`` itself, or its stretched or squeezed width if it was read again."""
@@ -100,6 +105,8 @@ class LineGeometry:
 
 
 DEFAULT_LINE_GEOMETRY = LineGeometry()
+#: The fields of :class:`LineGeometry` that say how lines are read again, not how the network sees one.
+REREAD_FIELDS = ("reread_density", "reread_stretch", "reread_sparse", "reread_squeeze")
 
 
 #: Ink is darker than the paper level minus this share of the paper-to-darkest-pixel range.

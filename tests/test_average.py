@@ -44,6 +44,14 @@ def test_average_is_the_weighted_mean_of_every_weight(tmp_path):
     np.testing.assert_allclose(again.log_probs(x, [40])[0], avg.log_probs(x, [40])[0], atol=1e-5)
 
 
+def _taller(path, height, **rules):
+    import dataclasses
+
+    geometry = dataclasses.replace(GEOMETRY, height=height, **rules)
+    Recognizer.create(CONFIG, CHARSET, geometry, info={"epoch": 1}).save(path)
+    return path
+
+
 def test_unlike_bundles_and_bad_weights_are_refused(tmp_path):
     _bundle(tmp_path / "a", 1)
     _bundle(tmp_path / "wider", 2, config=RecognizerConfig(**{**CONFIG.to_dict(), "rnn_units": 6}))
@@ -52,6 +60,11 @@ def test_unlike_bundles_and_bad_weights_are_refused(tmp_path):
         average_recognizers([tmp_path / "a", tmp_path / "wider"])
     with pytest.raises(ConfigError, match="charset differs"):
         average_recognizers([tmp_path / "a", tmp_path / "chars"])
+    with pytest.raises(ConfigError, match="geometry differs"):
+        average_recognizers([tmp_path / "a", _taller(tmp_path / "taller", GEOMETRY.height + 8)])
+    # re-reading rules are how lines are read, not the network: the first member's are kept
+    _taller(tmp_path / "rereads", GEOMETRY.height, reread_sparse=0.3, reread_density=0.5)
+    assert average_recognizers([tmp_path / "rereads", tmp_path / "a"]).geometry.reread_sparse == 0.3
     with pytest.raises(ConfigError, match="at least two"):
         average_recognizers([tmp_path / "a"])
     with pytest.raises(ConfigError, match="2 weights for 3"):

@@ -63,9 +63,16 @@ def _bundle_kind(path: str | os.PathLike) -> str:
     return str(kind)
 
 
+def _compared(bundle: Any, what: str) -> Any:
+    """What must agree for bundles to be one network: a recogniser's geometry without its
+    re-reading rules (a bundle re-tuned to read lines again is still the same network)."""
+    value = getattr(bundle, what, None)
+    return value.network_input() if what == "geometry" and hasattr(value, "network_input") else value
+
+
 def average_bundles(bundles: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> Any:
     """The weighted mean of bundles of one kind, architecture (and, for recognisers, charset and
-    geometry).
+    geometry, re-reading rules aside: the first member's are kept).
 
     Returns the bundle object of that kind (:class:`~htr_tf.models.recognizer.Recognizer`,
     :class:`~htr_tf.models.lines.LineDetector`, :class:`~htr_tf.models.paragraph.ParagraphModel`)
@@ -94,7 +101,7 @@ def average_bundles(bundles: Sequence[str | os.PathLike], weights: Sequence[floa
             raise ConfigError(f"{path}: a {other} bundle cannot be averaged with {bundles[0]}, a {kind} bundle")
         bundle = first if k == 0 else cls.load(path)
         for what in ("config", "charset", "geometry"):
-            if getattr(bundle, what, None) != getattr(first, what, None):
+            if _compared(bundle, what) != _compared(first, what):
                 name = "architecture" if what == "config" else what
                 raise ConfigError(f"{path}: its {name} differs from {bundles[0]}'s; only bundles of one "
                                   "network (the same --init start) can be averaged")
