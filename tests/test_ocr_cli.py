@@ -57,7 +57,7 @@ def test_confidence_floors_from_the_command_line_override_only_what_is_given():
 
     parse = build_parser().parse_args
     assert confidence_options(parse(["ocr", "p.png"])) == {}
-    assert PipelineOptions(**confidence_options(parse(["ocr", "p.png"]))).min_relative_confidence == 0.72
+    assert PipelineOptions(**confidence_options(parse(["ocr", "p.png"]))).min_relative_confidence == 0.75
     a = parse(["evaluate", "pipeline", "--data", "R", "--min-line-confidence", "0.3", "--min-relative-confidence", "0"])
     assert confidence_options(a) == {"min_line_confidence": 0.3, "min_relative_confidence": 0.0}
 

@@ -155,7 +155,7 @@ def test_lines_read_with_low_confidence_are_left_out_when_asked():
 
     # relative to the page: garbage on a readable page goes, a hard hand read doubtfully throughout stays
     rel = PipelineOptions(**opts)
-    assert rel.min_relative_confidence == 0.72
+    assert rel.min_relative_confidence == 0.75
     result = Pipeline(ScriptedBackend(boxes, (50, 90, 1080, 420)), Doubtful(), rel).run(page)
     assert [ln.text for ln in result.lines] == ["the", "the Sir of"]
 

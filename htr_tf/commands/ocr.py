@@ -106,7 +106,7 @@ def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
                         "keep all): detections on small print or smudges read as garbage")
     q.add_argument("--min-relative-confidence", type=float, default=None, metavar="R",
                    help="leave out lines read with a confidence below R x the page's median line "
-                        "confidence (pages of 3+ lines; default 0.72; 0: keep all)")
+                        "confidence (pages of 3+ lines; default 0.75; 0: keep all)")
 
 
 def add_printed_arguments(q: argparse.ArgumentParser) -> None:
