@@ -19,8 +19,9 @@ both return
     (mean over characters of each character's highest probability, as
     :class:`htr_tf.decode.GreedyDecoder` computes it).  ``recognize_bytes`` reads densely read
     lines again wider and sparsely read ones narrower when the geometry says so
-    (``reread_density``, ``reread_sparse``, as :func:`htr_tf.recognize.reread_lines` does); ``recognize`` is one pass of the model, so a
-    client that frames lines itself applies that rule itself, as the pipeline's gRPC backend does.
+    (``reread_density``, ``reread_sparse``, as :func:`htr_tf.recognize.reread_lines` does);
+    ``recognize`` is one pass of the model, so a client that frames lines itself applies those
+    rules itself, as the pipeline's gRPC backend does.
 ``metadata``
     no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info and,
     when tuned, ``decoding``: the decoders' default settings for this model).
