@@ -179,6 +179,41 @@ def test_cli_lines_and_fonts(tmp_path, capsys):
     assert "bundled" in text and "cursive.jhf" in text
 
 
+def _strokes_line() -> np.ndarray:
+    """A wide line of 59 slanted strokes, as long and low as a written line."""
+    cv2 = pytest.importorskip("cv2")
+    m = np.zeros((40, 1200), np.uint8)
+    for x in range(10, 1190, 20):
+        cv2.line(m, (x, 10), (x + 6, 30), 255, 3)
+    return m
+
+
+@pytest.mark.parametrize("name", sorted(synth_lines.KERAS_LAYERS) + ["extra_elastic"])
+def test_line_augmentations_keep_wide_lines_legible(name):
+    # Keras' RandomElasticTransform moved each pixel of such a line on its own (1x1 smoothing
+    # kernel, 20-30 px displacement): its 59 strokes became 200-2800 specks for 4 seeds of 5.
+    import cv2
+
+    m = _strokes_line()
+    for seed in range(4):
+        out = (synth_lines.extra_elastic(m, seed, 13.0) if name == "extra_elastic"
+               else synth_lines.keras_augment(m, name, seed))
+        pieces = cv2.connectedComponents((out > 127).astype(np.uint8))[0] - 1
+        assert 50 <= pieces <= 70, (name, seed, pieces)
+        assert 0.8 < out.shape[1] / m.shape[1] < 1.25, out.shape
+
+
+def test_extra_elastic_is_reproducible():
+    m = _strokes_line()
+    a, b, c = (synth_lines.extra_elastic(m, s, 13.0) for s in (7, 7, 8))
+    assert np.array_equal(a, b) and (a.shape != c.shape or not np.array_equal(a, c))
+
+
+def test_unknown_keras_layer_is_named():
+    with pytest.raises(DataError, match="RandomElasticTransform"):
+        synth_lines.keras_augment(_strokes_line(), "RandomElasticTransform", 1)
+
+
 @pytest.mark.parametrize("name", sorted(synth_lines.KERAS_LAYERS))
 def test_keras_layers_are_reproducible(name):
     m = np.zeros((30, 120), np.uint8)

@@ -20,10 +20,26 @@ OUT=${1:-data/records}
 SHARED=${2:-../shared/data}
 SELECT_MODEL=${SELECT_MODEL:-htr_tf/assets/models/recognizer}
 HTR=${HTR:-htr}
+PYTHON=${PYTHON:-python}
 R=$SHARED/real-train
 mkdir -p "$OUT"
 
 have() { [ -e "$OUT/$1/manifest.json" ]; }   # sets are renamed into place whole, manifest included
+# A synthetic v2 line set counts only when the generator's revision drew it (revision 2 stopped
+# turning a sixteenth of the lines to speckle, docs/synthetic-data.md); an older one is moved
+# aside to NAME.rN, not deleted, and drawn again.
+have_synth() {
+  have "$1" || return 1
+  local rev
+  rev=$($PYTHON -c "import json, sys
+from htr_tf.data.synth_lines import SYNTH_LINES_REVISION
+made = json.load(open(sys.argv[1]))['info'].get('synth_revision', 1)
+print('ok' if made == SYNTH_LINES_REVISION else made)" "$OUT/$1/manifest.json")
+  [ "$rev" = ok ] && return 0
+  step "$1 was drawn by synthetic v2 revision $rev: moved to $1.r$rev, drawn again"
+  mv "$OUT/$1" "$OUT/$1.r$rev"
+  return 1
+}
 step() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 real() {  # real() NAME-PREFIX CROP
@@ -67,11 +83,17 @@ lane_a() {
 }
 
 lane_b() {
-  have synth-v2 || { step "synth v2 lines 0-5999"
+  have_synth synth-v2 || { step "synth v2 lines 0-5999"
     $HTR data synth --lines 6000 --seed 2 --out "$OUT/synth-v2"; }
-  have synth-v2-ext || { step "synth v2 lines 6000-21999"
+  have_synth synth-v2-ext || { step "synth v2 lines 6000-21999"
     $HTR data synth --lines 16000 --start 6000 --seed 2 --lines-per-writer 20 \
       --out "$OUT/synth-v2-ext"; }
+  have_synth synth-v2-lmheld || { step "synth v2 lines for decoder tuning (training/lm.md)"
+    local held; held=$(mktemp "$OUT/.heldout.XXXX")
+    $PYTHON -c "import sys; from htr_tf.data.text import load_sentences; from htr_tf.decode.lm import split_heldout
+open(sys.argv[1], 'w').write(''.join(s + chr(10) for s in split_heldout(load_sentences())[1]))" "$held"
+    $HTR data synth --lines 500 --french 0 --text "$held" --seed 77 --out "$OUT/synth-v2-lmheld"
+    rm -f "$held"; }
 }
 
 lane_a & a=$!

@@ -36,11 +36,16 @@ import numpy as np
 from htr_tf.charset import IAM_CHARACTERS, Charset
 from htr_tf.errors import DataError
 
-__all__ = ["SYNTH_LINES_VERSION", "EXTRA_LATIN", "KERAS_LAYERS", "synth_charset", "LineWriterStyle", "LineTask",
+__all__ = ["SYNTH_LINES_VERSION", "SYNTH_LINES_REVISION", "EXTRA_LATIN", "KERAS_LAYERS", "EXTRA_ELASTIC",
+           "extra_elastic", "synth_charset", "LineWriterStyle", "LineTask",
            "render_line", "synthesize_lines", "line_split", "load_v2_fonts", "keras_augment", "iter_line_tasks",
            "describe", "form_word_drawer", "contact_sheet"]
 
 SYNTH_LINES_VERSION = 2
+#: Bumped when the same seed draws different lines: 2 replaced Keras' ``RandomElasticTransform``
+#: layer, which turned wide lines to speckle, by an elastic distortion sized to the line
+#: (:data:`KERAS_LAYERS`); every other line is drawn as in revision 1.
+SYNTH_LINES_REVISION = 2
 #: Letters of French (and a few neighbours) added to IAM's charset when
 #: ``htr_tf.charset.LATIN_CHARACTERS`` is not there.
 EXTRA_LATIN = "éàèêçÉïûôâîüùöäœëÀæÇÈÊÔ«»’°"
@@ -328,28 +333,43 @@ def _replace(obj: Any, **kw: Any) -> Any:
 
 #: Keras 3 augmentation layers applied to some lines' ink (name -> constructor arguments);
 #: each call gets a fresh ``SeedGenerator`` seeded from the line's seed, so it is stateless.
+#: ``RandomElasticTransform`` is not among them: it sizes its displacement by an image's long side
+#: and its smoothing by the short side, so on a line 15-20 times wider than high the smoothing
+#: fell below one pixel (a 1x1 kernel) while the displacement reached 20-30 px, each pixel moved
+#: on its own and the ink became speckle (synthetic v2 revision 1: 47 of 600 validation lines,
+#: read at 29.8 % CER against 6.6 % for lines without a Keras layer).  Its op
+#: ``keras.ops.image.elastic_transform`` with sigma and alpha sized to the x-height draws good
+#: lines but took 0.3-34 s a line (a 6-sigma 2-D Gaussian kernel), against 19-50 ms for the whole
+#: line otherwise; those lines get :func:`htr_tf.data.paper.elastic` instead (:data:`EXTRA_ELASTIC`).
 KERAS_LAYERS: dict[str, dict] = {
-    "RandomElasticTransform": {"factor": 1.0, "scale": 0.15, "fill_value": 0.0},
     "RandomPerspective": {"factor": 1.0, "scale": 0.12, "fill_value": 0.0},
     "RandomShear": {"x_factor": 0.25, "y_factor": 0.03, "fill_mode": "constant", "fill_value": 0.0},
     "RandomRotation": {"factor": 0.006, "fill_mode": "constant", "fill_value": 0.0},
 }
+#: The elastic distortion drawn in the elastic layer's place (smoothing, displacement: x-heights).
+EXTRA_ELASTIC: dict[str, tuple[float, float]] = {"sigma": (0.35, 0.8), "amplitude": (0.03, 0.08)}
 
 
 @lru_cache(maxsize=None)
-def _keras_layer(name: str) -> Any:
+def _keras() -> Any:
+    """Keras, its TensorFlow kept to one thread: worker processes already share out the cores."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
 
-    try:  # one thread per process: worker processes already share out the cores
+    try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    return getattr(keras.layers, name)(**KERAS_LAYERS[name])
+    return keras
+
+
+@lru_cache(maxsize=None)
+def _keras_layer(name: str) -> Any:
+    return getattr(_keras().layers, name)(**KERAS_LAYERS[name])
 
 
 def keras_augment(alpha: np.ndarray, name: str, seed: int) -> np.ndarray:
@@ -359,18 +379,35 @@ def keras_augment(alpha: np.ndarray, name: str, seed: int) -> np.ndarray:
     ``get_random_transformation``/``transform_images`` under a fresh ``SeedGenerator(seed)``
     (equal seeds give equal images), and cropped back to its ink.
     """
-    import keras
-
+    if name not in KERAS_LAYERS:
+        raise DataError(f"unknown Keras augmentation layer {name!r}; known: {', '.join(KERAS_LAYERS)}")
+    keras = _keras()
     layer = _keras_layer(name)
-    h, w = alpha.shape
-    p = int(0.3 * h) + 2
-    x = np.pad(alpha, ((p, p), (p, p))).astype(np.float32)[None, :, :, None]
+    x = np.pad(alpha, _margin(alpha)).astype(np.float32)[None, :, :, None]
     t = layer.get_random_transformation(x, training=True, seed=keras.random.SeedGenerator(seed))
     y = np.asarray(layer.transform_images(x, t, training=True))[0, :, :, 0]
-    y = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    return _crop_to_ink(np.clip(np.rint(y), 0, 255).astype(np.uint8), alpha)
+
+
+def extra_elastic(alpha: np.ndarray, seed: int, xh: float) -> np.ndarray:
+    """The elastic distortion some lines get in place of a Keras layer (:data:`EXTRA_ELASTIC`)."""
+    from htr_tf.data import paper
+
+    rng = np.random.default_rng([seed, 5])
+    sigma = max(1.5, xh * rng.uniform(*EXTRA_ELASTIC["sigma"]))
+    amp = xh * rng.uniform(*EXTRA_ELASTIC["amplitude"])
+    y = paper.elastic(np.pad(alpha, _margin(alpha)), rng, sigma=sigma, amp=amp)
+    return _crop_to_ink(y, alpha)
+
+
+def _margin(alpha: np.ndarray) -> int:
+    return int(0.3 * alpha.shape[0]) + 2
+
+
+def _crop_to_ink(y: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(y > 20)
     if len(ys) == 0:
-        return alpha
+        return fallback
     return np.ascontiguousarray(y[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
 
 
@@ -385,9 +422,16 @@ def render_line(task: LineTask) -> tuple[np.ndarray, dict]:
     alpha = paper.stroke_width(alpha, st.stroke)
     k = rng.random()
     if k < task.p_keras:
-        name = list(KERAS_LAYERS)[int(rng.integers(len(KERAS_LAYERS)))]
-        alpha = keras_augment(alpha, name, int(rng.integers(1 << 31)))
-        info["keras"] = name
+        # draw 0 was Keras' RandomElasticTransform until revision 2 (see KERAS_LAYERS)
+        pick = int(rng.integers(len(KERAS_LAYERS) + 1))
+        seed = int(rng.integers(1 << 31))
+        if pick == 0:
+            alpha = extra_elastic(alpha, seed, st.xh)
+            info["extra_elastic"] = True
+        else:
+            name = list(KERAS_LAYERS)[pick - 1]
+            alpha = keras_augment(alpha, name, seed)
+            info["keras"] = name
     # margins around the ink (kept by the warps below), then neighbours' ink at the edges
     xh = st.xh
     m = [int(rng.uniform(0.1, 1.2) * xh) + 2, int(rng.uniform(0.1, 1.2) * xh) + 2,
@@ -557,7 +601,8 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
 
     ``p_french``: share of French lines (the rest English); ``p_pen``: share of writers drawn
     by the stroke simulator (the rest by fonts); ``p_keras``: share of lines also given one of
-    Keras 3's augmentation layers (elastic, perspective, shear, rotation); ``lines_per_writer`` consecutive lines share
+    Keras 3's augmentation layers (perspective, shear, rotation) or, a quarter of them, one more
+    elastic distortion (:func:`extra_elastic`); ``lines_per_writer`` consecutive lines share
     a writer.  ``fonts_dir`` replaces the font sources by one directory; ``system_fonts=False``
     keeps only the bundled fonts.  ``workers > 1`` renders in that many processes with the
     same result.
@@ -579,8 +624,8 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
     sentences = load_sentences(text)
     t0 = time.perf_counter()
     kinds: dict[str, int] = {}
-    info = {"synth_version": SYNTH_LINES_VERSION, "seed": seed, "start": start, "lines": lines,
-            "lines_per_writer": lines_per_writer, "p_french": p_french, "p_pen": p_pen, "p_keras": p_keras,
+    info = {"synth_version": SYNTH_LINES_VERSION, "synth_revision": SYNTH_LINES_REVISION, "seed": seed,
+            "start": start, "lines": lines, "lines_per_writer": lines_per_writer, "p_french": p_french, "p_pen": p_pen, "p_keras": p_keras,
             "fonts": [f"{f.name} ({f.origin})" for f in fonts],
             "text": str(text) if text is not None else "bundled Brown extract + French word list"}
     tasks = _tasks(lines, seed, start, fonts, charset, lines_per_writer, p_french, p_pen, sentences, p_keras)
