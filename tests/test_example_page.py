@@ -28,8 +28,8 @@ PAGE = EXAMPLES / "page-1.png"
 #: crops): 3.62 / 2.30 % (soup P5), 3.95 / 2.63 % (soup P6), 3.95 / 2.30 % (soup P7), 3.29 / 2.30 %
 #: (soup P8), 2.63 / 2.30 % (soup P9), 3.62 / 1.97 % (soup P10), 2.63 / 1.97 % (soup P11), 2.96 /
 #: 2.30 % (soup P12), 2.63 / 2.30 % (soup P13, dense lines re-read), 2.63 / 1.97 % (P13 and P14
-#: averaged, sparse lines re-read too), 2.30 / 1.97 % (soup P15), 1.97 / 1.97 % (soup P16).  A
-#: new bundled recogniser that reads this page worse than these bounds fails here.
+#: averaged, sparse lines re-read too), 2.30 / 1.97 % (soup P15), 1.97 / 1.97 % (soup P16 and
+#: soup P17).  A new bundled recogniser that reads this page worse than these bounds fails here.
 MAX_CER = {"greedy": 0.075, "beam+lm": 0.04}
 
 
