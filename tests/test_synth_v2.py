@@ -257,3 +257,15 @@ def test_v2_forms_are_read_by_iam_prepare(tmp_path):
     assert digest(tmp_path / "iam") == digest(tmp_path / "iam2")
     with pytest.raises(DataError, match="style"):
         synth.synthesize(tmp_path / "x", pages=1, style="v3", progress=False)
+
+
+def test_line_sets_say_their_revision_and_older_ones_are_named(line_set):
+    from htr_tf.data.records import RecordSet
+
+    manifest = RecordSet(line_set[0]).manifest
+    assert manifest["info"]["synth_revision"] == synth_lines.SYNTH_LINES_REVISION
+    assert synth_lines.stale_revision_note(manifest) is None
+    old = {**manifest, "info": {k: v for k, v in manifest["info"].items() if k != "synth_revision"}}
+    note = synth_lines.stale_revision_note(old)
+    assert note and "revision 1" in note and "make_records.sh" in note
+    assert synth_lines.stale_revision_note({**old, "source": "copiste"}) is None

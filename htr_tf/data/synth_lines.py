@@ -37,7 +37,7 @@ from htr_tf.charset import IAM_CHARACTERS, Charset
 from htr_tf.errors import DataError
 
 __all__ = ["SYNTH_LINES_VERSION", "SYNTH_LINES_REVISION", "EXTRA_LATIN", "KERAS_LAYERS", "EXTRA_ELASTIC",
-           "extra_elastic", "synth_charset", "LineWriterStyle", "LineTask",
+           "extra_elastic", "stale_revision_note", "synth_charset", "LineWriterStyle", "LineTask",
            "render_line", "synthesize_lines", "line_split", "load_v2_fonts", "keras_augment", "iter_line_tasks",
            "describe", "form_word_drawer", "contact_sheet"]
 
@@ -642,6 +642,18 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
     return {"lines": lines, "splits": dict(sorted(counts.items())), "writers": kinds,
             "seconds": round(secs, 3), "lines_per_s": round(lines / secs, 2) if secs else None,
             "fonts": len(fonts)}
+
+
+def stale_revision_note(manifest: dict) -> str | None:
+    """What is wrong with a synthetic v2 line set an older generator revision drew, or None."""
+    if manifest.get("source") != "synth-v2":
+        return None
+    made = int((manifest.get("info") or {}).get("synth_revision", 1))
+    if made >= SYNTH_LINES_REVISION:
+        return None
+    return (f"drawn by synthetic v2 revision {made}, before revision {SYNTH_LINES_REVISION}: a sixteenth of "
+            "its lines went through Keras' RandomElasticTransform and are speckle, often past reading "
+            "(docs/synthetic-data.md); draw it again (training/make_records.sh does)")
 
 
 def describe(task: LineTask) -> str:

@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -274,12 +275,17 @@ def _open_sets(config: TrainConfig) -> tuple[list[tuple[Any, DataSpec]], tuple[A
     if not config.data:
         raise ConfigError("no training data: give record sets with --data RECORDS[:SPLIT[:WEIGHT]] "
                           "or `data:` in the config")
+    from htr_tf.data.synth_lines import stale_revision_note
+
     train = []
     for spec in config.data:
         rs = RecordSet(spec.records)
         if rs.count("lines", spec.split) == 0:
             raise DataError(f"{spec.records}: no lines in split {spec.split!r}; "
                             f"available: {rs.splits('lines')}")
+        note = stale_revision_note(rs.manifest)
+        if note:
+            print(f"note: {spec.records}: {note}", file=sys.stderr)
         train.append((rs, spec))
     val = None
     spec = config.validation
