@@ -327,3 +327,20 @@ def test_multiworker_trains_two_steps_on_two_local_workers(tiny_line_records, tm
     assert bundle.info["replicas"] == 2 and bundle.info["distribute"] == "multiworker"
     assert bundle.info["step"] == 2
     assert not (out / ".workers").exists()  # the non-chief's private outputs are cleaned up
+
+
+def test_training_names_synthetic_lines_an_older_generator_revision_drew(tiny_line_records, tmp_path, capsys):
+    import shutil
+
+    from htr_tf.train.recognizer import _open_sets
+
+    old = tmp_path / "old-synth"
+    shutil.copytree(tiny_line_records, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["source"] = "synth-v2"  # and no synth_revision: revision 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    _open_sets(tiny_config(old, validation=DataSpec(str(old), "validation")))
+    err = capsys.readouterr().err
+    assert err.count("revision 1") == 1 and str(old) in err  # once, though it trains and validates
+    _open_sets(tiny_config(tiny_line_records, validation=None))
+    assert "revision" not in capsys.readouterr().err

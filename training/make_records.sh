@@ -32,9 +32,9 @@ have_synth() {
   have "$1" || return 1
   local rev
   rev=$($PYTHON -c "import json, sys
-from htr_tf.data.synth_lines import SYNTH_LINES_REVISION
-made = json.load(open(sys.argv[1]))['info'].get('synth_revision', 1)
-print('ok' if made == SYNTH_LINES_REVISION else made)" "$OUT/$1/manifest.json")
+from htr_tf.data.synth_lines import stale_revision_note
+m = json.load(open(sys.argv[1]))
+print('ok' if stale_revision_note(m) is None else m['info'].get('synth_revision', 1))" "$OUT/$1/manifest.json")
   [ "$rev" = ok ] && return 0
   step "$1 was drawn by synthetic v2 revision $rev: moved to $1.r$rev, drawn again"
   mv "$OUT/$1" "$OUT/$1.r$rev"

@@ -625,7 +625,8 @@ def synthesize_lines(out: str | os.PathLike, lines: int, seed: int = 0, workers:
     t0 = time.perf_counter()
     kinds: dict[str, int] = {}
     info = {"synth_version": SYNTH_LINES_VERSION, "synth_revision": SYNTH_LINES_REVISION, "seed": seed,
-            "start": start, "lines": lines, "lines_per_writer": lines_per_writer, "p_french": p_french, "p_pen": p_pen, "p_keras": p_keras,
+            "start": start, "lines": lines, "lines_per_writer": lines_per_writer, "p_french": p_french,
+            "p_pen": p_pen, "p_keras": p_keras,
             "fonts": [f"{f.name} ({f.origin})" for f in fonts],
             "text": str(text) if text is not None else "bundled Brown extract + French word list"}
     tasks = _tasks(lines, seed, start, fonts, charset, lines_per_writer, p_french, p_pen, sentences, p_keras)

@@ -271,21 +271,17 @@ def build_optimizer(config: TrainConfig, total_steps: int) -> Any:
 # -- data ------------------------------------------------------------------------------------------
 def _open_sets(config: TrainConfig) -> tuple[list[tuple[Any, DataSpec]], tuple[Any, DataSpec] | None]:
     from htr_tf.data.records import RecordSet
+    from htr_tf.data.synth_lines import stale_revision_note
 
     if not config.data:
         raise ConfigError("no training data: give record sets with --data RECORDS[:SPLIT[:WEIGHT]] "
                           "or `data:` in the config")
-    from htr_tf.data.synth_lines import stale_revision_note
-
     train = []
     for spec in config.data:
         rs = RecordSet(spec.records)
         if rs.count("lines", spec.split) == 0:
             raise DataError(f"{spec.records}: no lines in split {spec.split!r}; "
                             f"available: {rs.splits('lines')}")
-        note = stale_revision_note(rs.manifest)
-        if note:
-            print(f"note: {spec.records}: {note}", file=sys.stderr)
         train.append((rs, spec))
     val = None
     spec = config.validation
@@ -299,6 +295,10 @@ def _open_sets(config: TrainConfig) -> tuple[list[tuple[Any, DataSpec]], tuple[A
             raise DataError(f"{spec.records}: no lines in validation split {spec.split!r}; "
                             f"available: {rs.splits('lines')}")
         val = (rs, spec)
+    for records, rs in {spec.records: rs for rs, spec in train + ([val] if val else [])}.items():
+        note = stale_revision_note(rs.manifest)
+        if note:  # training or validating on speckled synthetic lines
+            print(f"note: {records}: {note}", file=sys.stderr)
     return train, val
 
 
