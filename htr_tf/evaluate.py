@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -28,20 +28,23 @@ REPORT_FORMAT_VERSION = 1
 def evaluate_recognizer(recognizer: Any, records: "str | os.PathLike | Any", split: str = "test",
                         decoder: "str | Decoder" = "greedy", batch_size: int = 32,
                         limit: int | None = None, decoder_options: dict[str, Any] | None = None,
-                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                        progress: Callable[[int, int], None] | None = None,
+                        variants: "str | Sequence[str] | None" = None) -> dict[str, Any]:
     """Recognise a record set's ``split`` and score it; returns the report as a dict.
 
     ``recognizer`` is a Keras recogniser or any pipeline backend (a
     :class:`~htr_tf.recognize.LineModel`): lines are read by :func:`htr_tf.recognize.recognize_crops`,
     the pages' path.  Images are decoded lazily, one width bucket at a time;
     ``limit`` takes the first ``limit`` lines of the split.  ``progress(done, total)`` is
-    called after each batch.  The report holds pooled ``cer``/``wer`` (fractions), edit
+    called after each batch; ``variants``: read each line in several views
+    (:func:`htr_tf.recognize.recognize_crops`).  The report holds pooled ``cer``/``wer`` (fractions), edit
     counts, timing, and ``lines``: one record per line (id, ref, hyp, cer, wer, confidence,
     edit counts), in the record set's order.
     """
     from htr_tf.data.records import RecordSet
     from htr_tf.decode import build_decoder
     from htr_tf.fileio import decode_image
+    from htr_tf.readings import parse_variants
     from htr_tf.recognize import line_model, recognize_crops, width_buckets
 
     model = line_model(recognizer)
@@ -66,7 +69,7 @@ def evaluate_recognizer(recognizer: Any, records: "str | os.PathLike | Any", spl
     done = 0
     for idx in width_buckets(sizes, batch_size):
         crops = [decode_image(pngs[i], f"{rs.path}:{split}:{ids[i]}") for i in idx]
-        for i, line in zip(idx, recognize_crops(model, crops, dec, batch_size)):
+        for i, line in zip(idx, recognize_crops(model, crops, dec, batch_size, variants=variants)):
             decoded[i] = line
         done += len(idx)
         if progress is not None:
@@ -84,6 +87,7 @@ def evaluate_recognizer(recognizer: Any, records: "str | os.PathLike | Any", spl
         "records": str(rs.path),
         "split": split,
         "decoder": {"name": getattr(dec, "name", type(dec).__name__), **dec.options()},
+        "variants": list(parse_variants(variants)),
         "num_lines": len(ids),
         **scores,
         "mean_confidence": float(np.mean([d.confidence for d in decoded])) if decoded else None,

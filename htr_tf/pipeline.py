@@ -221,6 +221,10 @@ class PipelineOptions:
     #: (trained on levelled lines, 2026-12-07) read them worse levelled: copiste 15.99 % page CER
     #: against 14.72, peraire 22.31 / 21.53, GW 10.20 / 9.71, synthetic v1 forms 5.83 / 2.94.
     level_lines: bool = False
+    #: Read each line in these views too and keep the text they agree on most
+    #: (:mod:`htr_tf.readings`, e.g. ``("base", "small", "narrow", "wide", "thin")``); empty reads
+    #: each line once.  Each view is one more pass of the recogniser.
+    variants: tuple[str, ...] = ()
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
     #: Leave out of the page the lines the recogniser reads with a confidence below this: a
@@ -344,7 +348,8 @@ class Pipeline:
         h, w = gray.shape
         timings: dict[str, float] = {}
         result = PageResult(width=w, height=h, id=id, timings=timings,
-                            extra={"backend": self.backend.name, "decoder": self.decoder.name})
+                            extra={"backend": self.backend.name, "decoder": self.decoder.name,
+                                   **({"variants": list(self.options.variants)} if self.options.variants else {})})
         if h < MIN_PAGE_SIDE or w < MIN_PAGE_SIDE:
             result.warnings.append(f"image is {w}x{h} pixels: too small to hold text")
             return result
@@ -477,7 +482,7 @@ class Pipeline:
             crops = [level_line(np.asarray(c)) for c in crops]
         stage: dict[str, float] = {}
         decoded = recognize_crops(self.backend, crops, self.decoder, o.batch_size, timings=stage,
-                                  trim=o.trim_margins)
+                                  trim=o.trim_margins, variants=o.variants)
         if timings is not None:
             timings.update(stage)
         out = []

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from htr_tf.geometry import LineGeometry
 
 __all__ = ["LineModel", "width_buckets", "line_batch", "pad_lines", "model_input", "reread_lines",
-           "reread_dense", "batched_log_probs", "crop_log_probs", "recognize_crops", "KerasLineModel", "line_model"]
+           "reread_dense", "batched_log_probs", "variant_log_probs", "crop_log_probs", "recognize_crops", "KerasLineModel", "line_model"]
 
 
 class LineModel(Protocol):
@@ -177,6 +177,31 @@ def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int =
         yield idx, np.asarray(lp), np.asarray(lengths), time.perf_counter() - t
 
 
+def variant_log_probs(model: Any, crops: Sequence[np.ndarray], variants: Sequence[str], batch_size: int = 16,
+                      trim: bool = True) -> Iterator[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], float]]:
+    """:func:`batched_log_probs` read in several views (:mod:`htr_tf.readings`): per width
+    bucket, (crop indices, one (log-probs, lengths) per variant in the order given, seconds in
+    the model).  Every view is read again as the geometry says, as a single reading is."""
+    from htr_tf.geometry import frame_line, resize_line
+    from htr_tf.readings import variant_line
+
+    model = line_model(model)
+    g = model.geometry
+    if trim:
+        crops = [frame_line(c, g) for c in crops]
+    for idx in width_buckets([g.target_width(*np.asarray(c).shape[:2]) for c in crops], batch_size):
+        resized = [resize_line(np.asarray(crops[i]), g, trim=False) for i in idx]
+        per_variant = []
+        seconds = 0.0
+        for name in variants:
+            images, widths = pad_lines([variant_line(r, g, name) for r in resized], g)
+            t = time.perf_counter()
+            lp, lengths = reread_lines(model, images, widths, *model.log_probs(images, widths))
+            seconds += time.perf_counter() - t
+            per_variant.append((np.asarray(lp), np.asarray(lengths)))
+        yield idx, per_variant, seconds
+
+
 def crop_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16, trim: bool = True
                    ) -> list[np.ndarray]:
     """Each crop's valid log-probabilities ``[T_i, C]``, in the order given (for decoding the
@@ -190,27 +215,40 @@ def crop_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int = 16
 
 def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Decoder" = "greedy",
                     batch_size: int = 16, decoder_options: dict[str, Any] | None = None,
-                    timings: dict[str, float] | None = None, trim: bool = True) -> list["DecodedLine"]:
+                    timings: dict[str, float] | None = None, trim: bool = True,
+                    variants: "str | Sequence[str] | None" = None) -> list["DecodedLine"]:
     """Recognise 2-D uint8 gray line crops, in the order given.
 
     ``model`` is a :class:`LineModel` (or a Keras recogniser, :func:`line_model`).  A decoder
     name is built with the model's tuned settings, ``decoder_options`` overriding them, and
     closed at the end; a decoder object is used as it is.  ``trim``: as in
     :func:`batched_log_probs`.  ``timings`` (when given) gets ``recognize`` (seconds in the model)
-    and ``decode`` (batching and decoding) added.
+    and ``decode`` (batching and decoding) added.  ``variants``: read each line in these views
+    too and keep the text they agree on most (:mod:`htr_tf.readings`; e.g. ``"default"``);
+    None or ``"none"`` reads each line once.
     """
     from htr_tf.decode import build_decoder
+    from htr_tf.readings import choose_reading, parse_variants
 
     model = line_model(model)
+    views = parse_variants(variants)
     dec = build_decoder(decoder, getattr(model, "decoding", None), decoder_options)
     t0 = time.perf_counter()
     in_model = 0.0
     out: list[Any] = [None] * len(crops)
     try:
-        for idx, lp, lengths, seconds in batched_log_probs(model, crops, batch_size, trim):
-            in_model += seconds
-            for i, line in zip(idx, dec.decode(lp, lengths, model.charset)):
-                out[i] = line
+        if views:
+            for idx, per_variant, seconds in variant_log_probs(model, crops, views, batch_size, trim):
+                in_model += seconds
+                readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in per_variant]
+                for j, i in enumerate(idx):
+                    out[i] = choose_reading([r[j] for r in readings],
+                                            [lp[j, : int(n[j])] for lp, n in per_variant], model.charset)
+        else:
+            for idx, lp, lengths, seconds in batched_log_probs(model, crops, batch_size, trim):
+                in_model += seconds
+                for i, line in zip(idx, dec.decode(lp, lengths, model.charset)):
+                    out[i] = line
     finally:
         if isinstance(decoder, str):
             getattr(dec, "close", lambda: None)()

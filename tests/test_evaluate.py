@@ -124,3 +124,9 @@ def test_recognize_lines_keeps_order(recognizer):
     alone = [recognize_crops(recognizer, [c])[0] for c in crops]
     assert [x.text for x in together] == [x.text for x in alone]
     assert [x.num_frames for x in together] == [x.num_frames for x in alone]
+
+
+def test_evaluate_recognizer_reports_its_views(recognizer, tiny_line_records):
+    report = evaluate_recognizer(recognizer, tiny_line_records, "test", limit=3, variants="base,small")
+    assert report["variants"] == ["base", "small"] and report["num_lines"] == 3
+    assert evaluate_recognizer(recognizer, tiny_line_records, "test", limit=1)["variants"] == []

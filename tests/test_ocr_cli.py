@@ -234,3 +234,16 @@ def test_console_script_keeps_tensorflow_chatter_off_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\n") == 1
     assert proc.stderr == ""
+
+
+def test_cli_reads_lines_in_several_views(tiny_recognizer_dir, tiny_line_records, line_images, capsys):
+    rc = main(["evaluate", "recognizer", "--model", str(tiny_recognizer_dir), "--data", str(tiny_line_records),
+               "--limit", "2", "--variants", "default", "--quiet"])
+    assert rc == 0 and "2 lines" in capsys.readouterr().out
+    assert main(["ocr", "--level", "line", "--decoder", "greedy", "--model", str(tiny_recognizer_dir),
+                 "--variants", "small,wide", *line_images]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(line_images)
+    assert main(["ocr", "--level", "line", "--model", str(tiny_recognizer_dir), "--variants", "bold",
+                 line_images[0]]) == 1
+    assert "unknown reading variant(s) bold" in capsys.readouterr().err
+

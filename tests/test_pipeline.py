@@ -192,6 +192,19 @@ def test_skewed_lines_are_levelled_for_a_recogniser_trained_on_levelled_lines():
     assert level_rows < 0.6 * slanted_rows
 
 
+def test_pipeline_reads_each_line_in_every_view_it_is_given():
+    page, boxes = _page_and_boxes(3)
+    plain = Pipeline(ScriptedBackend(boxes, (50, 90, 1080, 420)), "greedy",
+                     PipelineOptions(batch_size=2, line_pad_x=0, line_pad_y=0, line_crop="box")).run(page)
+    backend = ScriptedBackend(boxes, (50, 90, 1080, 420))
+    views = Pipeline(backend, "greedy", PipelineOptions(batch_size=2, line_pad_x=0, line_pad_y=0, line_crop="box",
+                                                        variants=("base", "thin"))).run(page)
+    assert len(backend.calls) == 4                           # two batches, two views each
+    assert [ln.text for ln in views.lines] == [ln.text for ln in plain.lines]   # thin paper reads alike
+    assert [ln.box for ln in views.lines] == [ln.box for ln in plain.lines]
+    assert views.extra["variants"] == ["base", "thin"] and "variants" not in plain.extra
+
+
 def test_scripted_pipeline_gives_the_typed_tree_in_reading_order():
     page, boxes = _page_and_boxes(3)
     backend = ScriptedBackend(boxes, (50, 90, 1080, 420))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from htr_tf.commands.ocr import (DECODER_OPTION_HELP, add_decoder_arguments, add_line_crop_argument,
-                                 add_printed_arguments, confidence_options, decoder_from_args, load_recognizer,
-                                 printed_options)
+                                 add_printed_arguments, add_variants_argument, confidence_options,
+                                 decoder_from_args, load_recognizer, printed_options, variants_from_args)
 from htr_tf.commands.progress import progress_bar
 
 
@@ -23,7 +23,8 @@ def _evaluate_recognizer(a: argparse.Namespace) -> int:
     decoder = decoder_from_args(a, recognizer.decoding)
     with progress_bar("evaluate", "line", a.quiet) as progress:
         report = evaluate_recognizer(recognizer, a.data, split=a.split, decoder=decoder,
-                                     batch_size=a.batch_size, limit=a.limit, progress=progress)
+                                     batch_size=a.batch_size, limit=a.limit, progress=progress,
+                                     variants=variants_from_args(a))
     report = {"model": str(a.model), **report}
     if a.report:
         atomic_write_text(a.report, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
@@ -67,7 +68,7 @@ def _evaluate_pipeline(a: argparse.Namespace) -> int:
         backend_options.update({k: v for k, v in (("recognizer", a.recognizer), ("paragraph", a.paragraph),
                                                   ("lines", a.lines)) if v is not None})
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area, line_crop=a.line_crop,
-                              **confidence_options(a), **printed_options(a))
+                              **confidence_options(a), **printed_options(a), variants=variants_from_args(a))
     pipeline = load_pipeline(a.backend, names[0], options, per_decoder[0], **backend_options)
     decoders = [pipeline.decoder]
     tuned = getattr(pipeline.backend, "decoding", None)   # the recogniser's, as the pipeline's own decoder
@@ -147,6 +148,7 @@ def _add_pipeline_parser(es: argparse._SubParsersAction) -> None:
     q.add_argument("--no-area", action="store_true", help="skip the handwritten-area model (whole page)")
     add_line_crop_argument(q)
     add_printed_arguments(q)
+    add_variants_argument(q)
     q.add_argument("--report", default=None, metavar="OUT.html",
                    help="write the HTML report (and OUT.cer.png, the CER chart, beside it)")
     q.add_argument("--json", default=None, metavar="OUT.json", help="write the full report as JSON")
@@ -219,6 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", required=True, help="record set directory (from `htr data ...`)")
     q.add_argument("--split", default="test", help="split to evaluate (default: test)")
     add_decoder_arguments(q)
+    add_variants_argument(q)
     q.add_argument("--report", default=None, metavar="OUT.json",
                    help="write the report with one record per line (id, ref, hyp, cer, wer, confidence)")
     q.add_argument("--limit", type=int, default=None, help="only the first N lines of the split")

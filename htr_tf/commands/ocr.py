@@ -83,6 +83,24 @@ def decoder_from_args(a: argparse.Namespace, decoding: dict[str, Any] | None = N
     return build_decoder(resolve_decoder(a), decoding, decoder_options_from_args(a))
 
 
+def add_variants_argument(q: argparse.ArgumentParser) -> None:
+    """``--variants``: read each line in several views and keep the text they agree on most."""
+    from htr_tf.readings import DEFAULT_VARIANTS, VARIANTS
+
+    q.add_argument("--variants", default=None, metavar="NAMES",
+                   help=f"read each line in several views and keep the text they agree on most "
+                        f"(slower: one pass of the recogniser per view): 'default' "
+                        f"({','.join(DEFAULT_VARIANTS)}), comma-separated names of "
+                        f"{', '.join(VARIANTS)}, or 'none' (default: one reading)")
+
+
+def variants_from_args(a: argparse.Namespace) -> tuple[str, ...]:
+    """The views ``--variants`` names (checked), empty for one reading."""
+    from htr_tf.readings import parse_variants
+
+    return parse_variants(getattr(a, "variants", None))
+
+
 def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
     """``--line-crop`` (:attr:`PipelineOptions.line_crop`) and the confidence floors
     (:func:`confidence_options`): how the page pipeline cuts detected lines and which readings it keeps."""
@@ -196,7 +214,7 @@ def pipeline_from_args(a: argparse.Namespace) -> Any:
 
     options = PipelineOptions(batch_size=a.batch_size, find_area=not a.no_area,
                               line_crop=getattr(a, "line_crop", "polygon"), **confidence_options(a),
-                              **printed_options(a))
+                              **printed_options(a), variants=variants_from_args(a))
     return Pipeline(backend_from_args(a), resolve_decoder(a), options, decoder_options_from_args(a))
 
 
@@ -270,6 +288,7 @@ def _ocr_line(a: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} applies to pages, not to --level line")
     model = backend_from_args(a, recognizer_only=True)      # in process, LiteRT or a model server
     decoder = decoder_from_args(a, model.decoding)
+    views = variants_from_args(a)
     geometry, downsample = model.geometry, model.width_downsample
     failed = 0
     for start in range(0, len(a.images), _CHUNK):
@@ -283,7 +302,8 @@ def _ocr_line(a: argparse.Namespace) -> int:
                 failed += 1
         if not crops:
             continue
-        for name, crop, line in zip(names, crops, recognize_crops(model, crops, decoder, a.batch_size)):
+        lines = recognize_crops(model, crops, decoder, a.batch_size, variants=views)
+        for name, crop, line in zip(names, crops, lines):
             if a.format == "text":
                 print(line.text)
                 continue
@@ -368,5 +388,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "directory with several pages")
     add_batch_arguments(p)
     add_decoder_arguments(p, best_by_default=True)
+    add_variants_argument(p)
     p.add_argument("--batch-size", type=int, default=16, help="lines per recogniser batch")
     p.set_defaults(func=_ocr)
