@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--reread-sparse", type=float, default=None,
                    help="read sparse lines again narrower below this many characters a frame (0: never; "
                         "default: as the model's geometry says)")
+    p.add_argument("--variants", default=None,
+                   help="views each line is read in (htr_tf.readings: 'none' for one reading; default: as "
+                        "the model's htr.json says)")
     p.add_argument("--limit", type=int, default=None)
     a = p.parse_args(argv)
     fades = parse_fades(a.fades)
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     from htr_tf.data.records import RecordSet
     from htr_tf.fileio import decode_image
     from htr_tf.models import Recognizer
+    from htr_tf.readings import resolve_variants
     from htr_tf.recognize import recognize_crops
 
     model = Recognizer.load(a.model or require_bundled("recognizer"))
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         crops.append(np.asarray(decode_image(ex["image"], ex["id"])))
 
     def cer(images, trim: bool = True) -> float:
-        hyps = [d.text for d in recognize_crops(model, images, batch_size=32, trim=trim)]
+        hyps = [d.text for d in recognize_crops(model, images, batch_size=32, trim=trim, variants=a.variants)]
         return round(100 * jiwer.cer(refs, hyps), 2)
 
     framing = []
@@ -202,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
     binarized = {"cer": cer([binarize(c) for c in crops])} if a.binarize else None
     out = {"benchmark": "robustness", "data": a.data, "split": a.split, "lines": len(refs),
            "model": a.model or "bundled", "geometry": model.geometry.to_dict(),
+           "variants": list(resolve_variants(a.variants, model.decoding)),
            "framing": framing, "contrast": contrast, "rotation": rotation, "resolution": resolution,
            "slant": slants, "stretch": stretches, "binarized": binarized}
     json.dump(out, sys.stdout, indent=1)

@@ -37,14 +37,14 @@ def evaluate_recognizer(recognizer: Any, records: "str | os.PathLike | Any", spl
     the pages' path.  Images are decoded lazily, one width bucket at a time;
     ``limit`` takes the first ``limit`` lines of the split.  ``progress(done, total)`` is
     called after each batch; ``variants``: read each line in several views
-    (:func:`htr_tf.recognize.recognize_crops`).  The report holds pooled ``cer``/``wer`` (fractions), edit
+    (:func:`htr_tf.recognize.recognize_crops`; None: as the model says).  The report holds pooled ``cer``/``wer`` (fractions), edit
     counts, timing, and ``lines``: one record per line (id, ref, hyp, cer, wer, confidence,
     edit counts), in the record set's order.
     """
     from htr_tf.data.records import RecordSet
     from htr_tf.decode import build_decoder
     from htr_tf.fileio import decode_image
-    from htr_tf.readings import parse_variants
+    from htr_tf.readings import resolve_variants
     from htr_tf.recognize import line_model, recognize_crops, width_buckets
 
     model = line_model(recognizer)
@@ -87,7 +87,7 @@ def evaluate_recognizer(recognizer: Any, records: "str | os.PathLike | Any", spl
         "records": str(rs.path),
         "split": split,
         "decoder": {"name": getattr(dec, "name", type(dec).__name__), **dec.options()},
-        "variants": list(parse_variants(variants)),
+        "variants": list(resolve_variants(variants, getattr(model, "decoding", None))),
         "num_lines": len(ids),
         **scores,
         "mean_confidence": float(np.mean([d.confidence for d in decoded])) if decoded else None,

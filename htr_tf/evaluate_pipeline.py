@@ -255,6 +255,7 @@ class _CachedBackend:
         self.geometry = backend.geometry
         self.width_downsample = backend.width_downsample
         self.lines = getattr(backend, "lines", None)   # its config holds the line-type classifier
+        self.decoding = getattr(backend, "decoding", None)   # tuned decoders and the views lines are read in
         self._cache: dict[tuple[str, bytes], Any] = {}
 
     def clear(self) -> None:

@@ -222,9 +222,10 @@ class PipelineOptions:
     #: against 14.72, peraire 22.31 / 21.53, GW 10.20 / 9.71, synthetic v1 forms 5.83 / 2.94.
     level_lines: bool = False
     #: Read each line in these views too and keep the text they agree on most
-    #: (:mod:`htr_tf.readings`, e.g. ``("base", "small", "narrow", "wide", "thin")``); empty reads
-    #: each line once.  Each view is one more pass of the recogniser.
-    variants: tuple[str, ...] = ()
+    #: (:mod:`htr_tf.readings`, e.g. ``("base", "small", "narrow", "wide", "thin")``); ``()`` reads
+    #: each line once, None as the recogniser's ``decoding`` section says.  Each view is one more
+    #: pass of the recogniser.
+    variants: tuple[str, ...] | None = None
     #: Drop detected lines that hold no writing of their own (a rule of ruled paper).
     drop_empty_lines: bool = True
     #: Leave out of the page the lines the recogniser reads with a confidence below this: a
@@ -323,8 +324,12 @@ class Pipeline:
         from htr_tf.decode import build_decoder
 
         self.backend = backend
+        from htr_tf.readings import resolve_variants
+
         self.decoder = build_decoder(decoder, getattr(backend, "decoding", None), decoder_options)
         self.options = options or PipelineOptions()
+        #: The views each line is read in (:attr:`PipelineOptions.variants`, resolved).
+        self.variants = resolve_variants(self.options.variants, getattr(backend, "decoding", None))
 
     @property
     def charset(self) -> Charset:
@@ -349,7 +354,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         result = PageResult(width=w, height=h, id=id, timings=timings,
                             extra={"backend": self.backend.name, "decoder": self.decoder.name,
-                                   **({"variants": list(self.options.variants)} if self.options.variants else {})})
+                                   **({"variants": list(self.variants)} if self.variants else {})})
         if h < MIN_PAGE_SIDE or w < MIN_PAGE_SIDE:
             result.warnings.append(f"image is {w}x{h} pixels: too small to hold text")
             return result
@@ -482,7 +487,7 @@ class Pipeline:
             crops = [level_line(np.asarray(c)) for c in crops]
         stage: dict[str, float] = {}
         decoded = recognize_crops(self.backend, crops, self.decoder, o.batch_size, timings=stage,
-                                  trim=o.trim_margins, variants=o.variants)
+                                  trim=o.trim_margins, variants=self.variants)
         if timings is not None:
             timings.update(stage)
         out = []

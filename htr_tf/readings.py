@@ -15,25 +15,27 @@ synthetic v2 7.30 -> 6.59.  Picking the reading with the highest confidence inst
 and read GW worse (copiste 10.53, peraire 14.75, GW 7.23 with eight views), and averaging
 same-width views' probabilities frame by frame gained almost nothing.  Each view is one more
 pass of the network: five views read about five times slower (6 against 34 lines/s on copiste
-validation, 2 cores), so it is a choice (``htr ocr --variants default``), not the default.  The
-served graph's ``recognize_bytes`` reads each line once.
+validation, 2 cores).  A bundle names the views it is read in (:func:`save_bundle_variants`,
+htr.json ``decoding.variants``), so every Python backend (Keras, LiteRT, the gRPC client) reads
+alike; ``--variants none`` reads each line once.  The served graph's ``recognize_bytes`` reads
+each line once.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from htr_tf.errors import DataError
+from htr_tf.errors import DataError, ModelError
 
 if TYPE_CHECKING:
     from htr_tf.charset import Charset
     from htr_tf.decode.ctc import DecodedLine
     from htr_tf.geometry import LineGeometry
 
-__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "parse_variants", "variant_line", "ctc_log_likelihood",
-           "choose_reading"]
+__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "VARIANTS_KEY", "parse_variants", "bundle_variants",
+           "resolve_variants", "save_bundle_variants", "variant_line", "ctc_log_likelihood", "choose_reading"]
 
 #: Writing shrunk to this share of the line height (both directions), paper above and below.
 SMALL_SCALE = 1 / 1.24
@@ -97,6 +99,43 @@ def parse_variants(spec: "str | Sequence[str] | None") -> tuple[str, ...]:
     return tuple(names) if len(names) > 1 else ()
 
 
+#: The entry of a bundle's ``decoding`` section (htr.json) that names the views it is read in
+#: when nobody says otherwise: ``{"options": {"views": [...]}, "tuned": {...}}``, beside the
+#: decoders' tuned weights, so every Python backend (Keras, LiteRT, gRPC) reads alike.
+VARIANTS_KEY = "variants"
+
+
+def bundle_variants(decoding: "Mapping[str, Any] | None") -> tuple[str, ...]:
+    """The views a model's ``decoding`` section names (:data:`VARIANTS_KEY`); () when none."""
+    entry = (decoding or {}).get(VARIANTS_KEY)
+    if entry is None:
+        return ()
+    views = entry.get("options", {}).get("views") if isinstance(entry, Mapping) else None
+    if not isinstance(views, (list, tuple)):
+        raise ModelError(f"the model's {VARIANTS_KEY!r} decoding entry has no options.views list: {entry!r}")
+    try:
+        return parse_variants(list(views))
+    except DataError as e:
+        raise ModelError(f"the model's {VARIANTS_KEY!r} decoding entry: {e}") from None
+
+
+def resolve_variants(spec: "str | Sequence[str] | None", decoding: "Mapping[str, Any] | None") -> tuple[str, ...]:
+    """The views to read in: ``spec`` when given (``"none"`` for one reading), else the model's own
+    (:func:`bundle_variants`)."""
+    return bundle_variants(decoding) if spec is None else parse_variants(spec)
+
+
+def save_bundle_variants(bundle: "str | Any", views: "str | Sequence[str]", tuned: dict | None = None) -> tuple[str, ...]:
+    """Make ``views`` the views a recogniser bundle directory is read in by default (its htr.json
+    ``decoding.variants``, written atomically; ``"none"`` records one reading); ``tuned`` says on
+    what they were chosen.  Returns the views recorded."""
+    from htr_tf.models.recognizer import Recognizer
+
+    names = parse_variants(views)
+    Recognizer.save_decoder_settings(bundle, VARIANTS_KEY, {"views": list(names)}, tuned)
+    return names
+
+
 def variant_line(resized: np.ndarray, geometry: "LineGeometry", name: str) -> np.ndarray:
     """One view of a resized 2-D uint8 line (see :data:`VARIANTS`)."""
     if name not in VARIANTS:
@@ -149,7 +188,8 @@ def choose_reading(readings: Sequence["DecodedLine"], log_probs: Sequence[np.nda
     texts = list(dict.fromkeys(r.text for r in readings))
     if len(texts) == 1:
         return readings[0]
-    labels = [charset.encode(t, policy="replace") for t in texts]
+    # each text's own ids, one per character: not charset.encode, which would normalise spaces away
+    labels = [_label(next(r for r in readings if r.text == t), charset) for t in texts]
     total = np.zeros(len(texts))
     for lp in log_probs:
         lp = np.asarray(lp)
@@ -161,10 +201,19 @@ def choose_reading(readings: Sequence["DecodedLine"], log_probs: Sequence[np.nda
     base = np.asarray(log_probs[0])
     (spans, score), = forced_align_batch(base[None], [base.shape[0]], [labels[texts.index(best)]])
     donor = next(r for r in readings if r.text == best)
-    if not spans:  # the text cannot fit the first reading's frames: keep the donor's own frames
-        return donor
+    if not spans or len(labels[texts.index(best)]) != len(best):
+        return donor  # it cannot fit the first reading's frames (or has no ids): the donor's own
     probs = np.exp(base)
     ids = labels[texts.index(best)]
     confs = tuple(float(probs[s:e, i].max()) for (s, e), i in zip(spans, ids))
     return DecodedLine(best, tuple(ids), float(np.mean(confs)) if confs else first.confidence, confs,
                        tuple((int(s), int(e)) for s, e in spans), float(score), first.num_frames)
+
+
+def _label(reading: "DecodedLine", charset: "Charset") -> list[int]:
+    """A reading's character ids, one per character of its text."""
+    if len(reading.ids) == len(reading.text):
+        return [int(i) for i in reading.ids]
+    index = {c: i + 1 for i, c in enumerate(charset.chars)}
+    return [index[c] for c in reading.text if c in index]
+

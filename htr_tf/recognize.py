@@ -225,13 +225,13 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
     :func:`batched_log_probs`.  ``timings`` (when given) gets ``recognize`` (seconds in the model)
     and ``decode`` (batching and decoding) added.  ``variants``: read each line in these views
     too and keep the text they agree on most (:mod:`htr_tf.readings`; e.g. ``"default"``);
-    None or ``"none"`` reads each line once.
+    ``"none"`` reads each line once, None as the model's ``decoding`` section says.
     """
     from htr_tf.decode import build_decoder
-    from htr_tf.readings import choose_reading, parse_variants
+    from htr_tf.readings import choose_reading, resolve_variants
 
     model = line_model(model)
-    views = parse_variants(variants)
+    views = resolve_variants(variants, getattr(model, "decoding", None))
     dec = build_decoder(decoder, getattr(model, "decoding", None), decoder_options)
     t0 = time.perf_counter()
     in_model = 0.0

@@ -167,6 +167,17 @@ def test_decoders_share_one_network_pass(pages_and_backend):
     assert set(two["timings"]["decode_seconds_per_page"]) == {"greedy", "beam"}
 
 
+def test_pages_are_read_in_the_views_the_backend_names(pages_and_backend):
+    pages, backend = pages_and_backend
+    once = evaluate_pipeline(Pipeline(backend), pages, decoders=["greedy"], worst=0)
+    calls_once = backend.calls["log_probs"]
+    backend.calls.clear()
+    backend.decoding = {"variants": {"options": {"views": ["base", "thin"]}}}   # thin: same widths, same texts
+    views = evaluate_pipeline(Pipeline(backend), pages, decoders=["greedy"], worst=0)
+    assert backend.calls["log_probs"] == 2 * calls_once       # each batch read in both views
+    assert views["summary"][0]["page"]["cer"] == pytest.approx(once["summary"][0]["page"]["cer"])
+
+
 def test_pages_without_boxes_give_page_level_only(pages_and_backend, tmp_path):
     from htr_tf.evaluate_pipeline import pages_from_files
     from htr_tf.fileio import write_png

@@ -90,6 +90,22 @@ def test_the_text_the_views_agree_on_wins_and_keeps_the_first_readings_frames():
     assert choose_reading(readings2, lps2, cs) is readings2[0]
 
 
+def test_a_chosen_text_keeps_its_spaces_and_one_confidence_per_character():
+    """Greedy readings may hold double or leading spaces, which charset.encode would normalise
+    away: the chosen text keeps every character, each with its frames and confidence."""
+    from htr_tf.decode.ctc import GreedyDecoder
+
+    cs = Charset("ab ", replacement="")
+    base = _lp_reading([3, 1, 3, 3, 2], 12, 0.55, C=4)                 # unsure " a  b"
+    others = [_lp_reading([3, 1, 3, 2, 2], 14, 0.95, C=4) for _ in range(3)]   # sure " a bb"
+    lps = [base] + others
+    readings = [GreedyDecoder().decode(lp[None], [lp.shape[0]], cs)[0] for lp in lps]
+    assert [r.text for r in readings[:2]] == [" a  b", " a bb"]
+    chosen = choose_reading(readings, lps, cs)
+    assert chosen.text == readings[1].text and chosen.num_frames == 12       # on the first reading's frames
+    assert len(chosen.char_confidences) == len(chosen.spans) == len(chosen.ids) == len(chosen.text)
+
+
 class _ViewModel:
     """A LineModel stub: a line of its original width reads "ab" unsurely, any other width
     (a narrower, wider or smaller view) reads "aa" surely."""
@@ -125,3 +141,39 @@ def test_recognize_crops_reads_each_view_and_keeps_the_agreed_text():
     assert [d.num_frames for d in many] == [d.num_frames for d in once]
     assert [d.text for d in recognize_crops(m, crops, variants="none")] == ["ab", "ab"]
 
+
+
+def test_a_model_names_its_own_views_and_the_caller_can_say_otherwise():
+    from htr_tf.errors import ModelError
+    from htr_tf.readings import bundle_variants, resolve_variants
+    from htr_tf.recognize import recognize_crops
+
+    decoding = {"greedy": {"options": {}}, "variants": {"options": {"views": ["base", "small"]}}}
+    assert bundle_variants(decoding) == ("base", "small") and bundle_variants({}) == () and bundle_variants(None) == ()
+    assert resolve_variants(None, decoding) == ("base", "small") and resolve_variants("none", decoding) == ()
+    for bad in ({"variants": {"views": ["base"]}}, {"variants": {"options": {"views": ["base", "bold"]}}}):
+        with pytest.raises(ModelError, match="variants"):
+            bundle_variants(bad)
+    g = LineGeometry(height=16, min_width=8, trim=False)
+    m = _ViewModel(g, {80})
+    m.decoding = decoding
+    crops = [np.full((16, 80), 255, np.uint8)]
+    assert recognize_crops(m, crops)[0].text == "aa" and m.calls == 2      # the model's two views
+    m.calls = 0
+    assert recognize_crops(m, crops, variants="none")[0].text == "ab" and m.calls == 1
+
+
+def test_views_saved_into_a_bundle_are_read_by_default(tiny_recognizer_dir, tiny_line_records, tmp_path):
+    import shutil
+
+    from htr_tf.evaluate import evaluate_recognizer
+    from htr_tf.models.recognizer import Recognizer
+    from htr_tf.readings import save_bundle_variants
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_recognizer_dir, bundle)
+    assert save_bundle_variants(bundle, "default", {"data": "validation"}) == DEFAULT_VARIANTS
+    rec = Recognizer.load(bundle)
+    assert rec.decoding["variants"]["tuned"] == {"data": "validation"}
+    assert evaluate_recognizer(rec, tiny_line_records, "test", limit=2)["variants"] == list(DEFAULT_VARIANTS)
+    assert evaluate_recognizer(rec, tiny_line_records, "test", limit=2, variants="none")["variants"] == []

@@ -91,14 +91,17 @@ def add_variants_argument(q: argparse.ArgumentParser) -> None:
                    help=f"read each line in several views and keep the text they agree on most "
                         f"(slower: one pass of the recogniser per view): 'default' "
                         f"({','.join(DEFAULT_VARIANTS)}), comma-separated names of "
-                        f"{', '.join(VARIANTS)}, or 'none' (default: one reading)")
+                        f"{', '.join(VARIANTS)}, or 'none' for one reading (default: the views the "
+                        f"recogniser's htr.json names under decoding.variants, one reading if none)")
 
 
-def variants_from_args(a: argparse.Namespace) -> tuple[str, ...]:
-    """The views ``--variants`` names (checked), empty for one reading."""
+def variants_from_args(a: argparse.Namespace) -> tuple[str, ...] | None:
+    """The views ``--variants`` names (checked; () for one reading), None when it is not given:
+    then the recogniser's ``decoding`` section says."""
     from htr_tf.readings import parse_variants
 
-    return parse_variants(getattr(a, "variants", None))
+    spec = getattr(a, "variants", None)
+    return None if spec is None else parse_variants(spec)
 
 
 def add_line_crop_argument(q: argparse.ArgumentParser) -> None:
