@@ -322,10 +322,9 @@ class Pipeline:
     def __init__(self, backend: Backend, decoder: "str | Decoder" = "greedy",
                  options: PipelineOptions | None = None, decoder_options: dict[str, Any] | None = None) -> None:
         from htr_tf.decode import build_decoder
-
-        self.backend = backend
         from htr_tf.readings import resolve_variants
 
+        self.backend = backend
         self.decoder = build_decoder(decoder, getattr(backend, "decoding", None), decoder_options)
         self.options = options or PipelineOptions()
         #: The views each line is read in (:attr:`PipelineOptions.variants`, resolved).

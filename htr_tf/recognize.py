@@ -162,26 +162,17 @@ def batched_log_probs(model: Any, crops: Sequence[np.ndarray], batch_size: int =
     ``trim``: cut the crops' blank margins (and level skewed lines) as the geometry says
     (:func:`htr_tf.geometry.frame_line`); False for crops framed already (the page pipeline's).
     Densely (sparsely) read lines are read again wider (narrower) when the geometry says so
-    (:func:`reread_lines`).
+    (:func:`reread_lines`).  Each line is read once: :func:`variant_log_probs` with one view.
     """
-    from htr_tf.geometry import frame_line
-
-    model = line_model(model)
-    g = model.geometry
-    if trim:
-        crops = [frame_line(c, g) for c in crops]
-    for idx in width_buckets([g.target_width(*np.asarray(c).shape[:2]) for c in crops], batch_size):
-        images, widths = line_batch([crops[i] for i in idx], g, trim=False)
-        t = time.perf_counter()
-        lp, lengths = reread_lines(model, images, widths, *model.log_probs(images, widths))
-        yield idx, np.asarray(lp), np.asarray(lengths), time.perf_counter() - t
+    for idx, ((lp, lengths),), seconds in variant_log_probs(model, crops, ("base",), batch_size, trim):
+        yield idx, lp, lengths, seconds
 
 
 def variant_log_probs(model: Any, crops: Sequence[np.ndarray], variants: Sequence[str], batch_size: int = 16,
                       trim: bool = True) -> Iterator[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], float]]:
-    """:func:`batched_log_probs` read in several views (:mod:`htr_tf.readings`): per width
-    bucket, (crop indices, one (log-probs, lengths) per variant in the order given, seconds in
-    the model).  Every view is read again as the geometry says, as a single reading is."""
+    """Per width bucket: (crop indices, one (log-probs, lengths) per view of :mod:`htr_tf.readings`
+    in the order given, seconds in the model).  ``trim`` as in :func:`batched_log_probs`; every
+    view is read again as the geometry says, as a single reading is."""
     from htr_tf.geometry import frame_line, resize_line
     from htr_tf.readings import variant_line
 
@@ -237,18 +228,12 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
     in_model = 0.0
     out: list[Any] = [None] * len(crops)
     try:
-        if views:
-            for idx, per_variant, seconds in variant_log_probs(model, crops, views, batch_size, trim):
-                in_model += seconds
-                readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in per_variant]
-                for j, i in enumerate(idx):
-                    out[i] = choose_reading([r[j] for r in readings],
-                                            [lp[j, : int(n[j])] for lp, n in per_variant], model.charset)
-        else:
-            for idx, lp, lengths, seconds in batched_log_probs(model, crops, batch_size, trim):
-                in_model += seconds
-                for i, line in zip(idx, dec.decode(lp, lengths, model.charset)):
-                    out[i] = line
+        for idx, per_variant, seconds in variant_log_probs(model, crops, views or ("base",), batch_size, trim):
+            in_model += seconds
+            readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in per_variant]
+            for j, i in enumerate(idx):   # one reading: choose_reading returns it as it is
+                out[i] = choose_reading([r[j] for r in readings],
+                                        [lp[j, : int(n[j])] for lp, n in per_variant], model.charset)
     finally:
         if isinstance(decoder, str):
             getattr(dec, "close", lambda: None)()
