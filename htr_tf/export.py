@@ -19,9 +19,12 @@ both return
     (mean over characters of each character's highest probability, as
     :class:`htr_tf.decode.GreedyDecoder` computes it).  ``recognize_bytes`` reads densely read
     lines again wider and sparsely read ones narrower when the geometry says so
-    (``reread_density``, ``reread_sparse``, as :func:`htr_tf.recognize.reread_lines` does);
-    ``recognize`` is one pass of the model, so a client that frames lines itself applies those
-    rules itself, as the pipeline's gRPC backend does.
+    (``reread_density``, ``reread_sparse``, as :func:`htr_tf.recognize.reread_lines` does), and
+    reads each line in the views the bundle names (htr.json ``decoding.variants``), keeping the
+    text they agree on most, as :func:`htr_tf.readings.choose_reading` does (``log_probs`` and
+    ``lengths`` are then the as-written view's, and a text another view proposed gets its
+    confidence forced-aligned on them); ``recognize`` is one pass of the model, so a client that
+    frames lines itself applies those rules itself, as the pipeline's gRPC backend does.
 ``metadata``
     no inputs; ``json``: the bundle's ``htr.json`` (kind, charset, geometry, config, info and,
     when tuned, ``decoding``: the decoders' default settings for this model).
@@ -68,8 +71,10 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
 
     from htr_tf.decode.ctc import tf_greedy_decode
     from htr_tf.geometry import tf_normalize, tf_resize_line, tf_stretch_lines
+    from htr_tf.readings import bundle_variants, tf_choose_readings, tf_variant_lines
 
     geometry = recognizer.geometry
+    views = bundle_variants(recognizer.decoding)
     chars = recognizer.charset.chars
     H, multiple, max_w = geometry.height, geometry.width_multiple, geometry.max_width
 
@@ -120,13 +125,20 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
 
             return tf.cond(tf.reduce_any(again_mask), again, lambda: (log_probs, lengths))
 
-        def _run(self, images, widths, reread: bool = False):
-            """uint8 ``[B, H, W]`` paper-padded images and widths -> the four outputs."""
-            widths = tf.cast(widths, tf.int32)
+        def _read(self, images, widths, reread: bool):
             log_probs, lengths = self._log_probs(images, widths)
             if reread and (geometry.reread_density > 0 or geometry.reread_sparse > 0):
                 log_probs, lengths = self._reread(images, widths, log_probs, lengths)
-            text, confidence = tf_greedy_decode(log_probs, lengths, chars)
+            return log_probs, lengths
+
+        def _run(self, images, widths, reread: bool = False, views: Sequence[str] = ()):
+            """uint8 ``[B, H, W]`` paper-padded images and widths -> the four outputs; with
+            ``views``, read in each and keep the text they agree on (:mod:`htr_tf.readings`)."""
+            widths = tf.cast(widths, tf.int32)
+            readings = [self._read(*tf_variant_lines(images, widths, geometry, name), reread)
+                        for name in views or ("base",)]
+            text, confidence = tf_choose_readings([r[0] for r in readings], [r[1] for r in readings], chars)
+            log_probs, lengths = readings[0]
             return {"log_probs": log_probs, "lengths": lengths, "text": text, "confidence": confidence}
 
         @tf.function(input_signature=[tf.TensorSpec([None, H, None], tf.uint8, name="images"),
@@ -146,7 +158,7 @@ def _build_module(recognizer: "Recognizer", meta_json: str, asset_file: Path):
                 one, images, fn_output_signature=(tf.TensorSpec([H, max_w], tf.uint8),
                                                   tf.TensorSpec([], tf.int32)))
             W = tf.maximum(tf.reduce_max(tf.concat([widths, [1]], 0)), 1)
-            return self._run(padded[:, :, :W], widths, reread=True)
+            return self._run(padded[:, :, :W], widths, reread=True, views=views)
 
         @tf.function(input_signature=[])
         def metadata(self):

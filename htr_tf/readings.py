@@ -18,7 +18,8 @@ pass of the network: five views read about five times slower (6 against 34 lines
 validation, 2 cores).  A bundle names the views it is read in (:func:`save_bundle_variants`,
 htr.json ``decoding.variants``), so every Python backend (Keras, LiteRT, the gRPC client) reads
 alike; ``--variants none`` reads each line once.  The served graph's ``recognize_bytes`` reads
-each line once.
+the same views in graph (:func:`tf_variant_lines`, :func:`tf_choose_readings`: TF twins that
+keep the numpy path's text and confidence).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from htr_tf.geometry import LineGeometry
 
 __all__ = ["VARIANTS", "DEFAULT_VARIANTS", "VARIANTS_KEY", "parse_variants", "bundle_variants",
-           "resolve_variants", "save_bundle_variants", "variant_line", "ctc_log_likelihood", "choose_reading"]
+           "resolve_variants", "save_bundle_variants", "variant_line", "ctc_log_likelihood", "choose_reading",
+           "tf_variant_lines", "tf_choose_readings"]
 
 #: Writing shrunk to this share of the line height (both directions), paper above and below.
 SMALL_SCALE = 1 / 1.24
@@ -217,3 +219,163 @@ def _label(reading: "DecodedLine", charset: "Charset") -> list[int]:
     index = {c: i + 1 for i, c in enumerate(charset.chars)}
     return [index[c] for c in reading.text if c in index]
 
+
+
+# -- TensorFlow twins (the served graph's ``recognize_bytes``) ----------------------------------
+def tf_variant_lines(images, widths, geometry: "LineGeometry", name: str):
+    """TF twin of :func:`variant_line` for a batch: uint8 ``[B, H, W]`` paper-padded lines and
+    int32 widths ``[B]`` -> (uint8 ``[B, H, W']`` paper-padded, int32 widths ``[B]``)."""
+    import tensorflow as tf
+
+    from htr_tf.geometry import tf_stretch_lines
+
+    if name not in VARIANTS:
+        raise DataError(f"unknown reading variant {name!r}; known: {', '.join(VARIANTS)}")
+    widths = tf.cast(widths, tf.int32)
+    if name == "base":
+        return images, widths
+    if name in ("narrow", "wide"):
+        factor = NARROW if name == "narrow" else WIDE
+        return tf_stretch_lines(images, widths, geometry, tf.fill(tf.shape(widths), tf.constant(factor, tf.float64)))
+    if name == "thin":   # cv2.dilate with a 2x1 kernel: each row takes the lighter of itself and the row above
+        return tf.maximum(images, tf.concat([images[:, :1], images[:, :-1]], axis=1)), widths
+    H = geometry.height
+    nh = max(1, int(round(H * SMALL_SCALE)))
+    top = (H - nh) // 2
+    nw = tf.maximum(tf.cast(tf.round(tf.cast(widths, tf.float64) * SMALL_SCALE), tf.int32), 1)
+    out_w = tf.maximum(nw, geometry.min_width)
+    W = tf.maximum(tf.reduce_max(tf.concat([out_w, [1]], 0)), 1)
+
+    def one(args):
+        img, w, n = args
+        x = tf.image.resize(tf.cast(img[:, :w, None], tf.float32), tf.stack([nh, n]), method="area")
+        x = tf.cast(tf.clip_by_value(tf.round(x[..., 0]), 0, 255), tf.uint8)
+        return tf.pad(x, [[top, H - nh - top], [0, W - n]], constant_values=255)
+
+    out = tf.map_fn(one, (images, widths, nw), fn_output_signature=tf.TensorSpec([H, None], tf.uint8))
+    return out, out_w
+
+
+def _tf_logaddexp(a, b):
+    import tensorflow as tf
+
+    m = tf.maximum(a, b)
+    return tf.where(tf.math.is_inf(m) & (m < 0), m, m + tf.math.log1p(tf.exp(-tf.abs(a - b))))
+
+
+def _tf_ctc_lattice(log_probs, lengths, labels, label_lengths, viterbi: bool = False):
+    """CTC over the extended labelling (blank, c1, blank, ..., blank) in float64, as
+    :func:`ctc_log_likelihood` (``viterbi``: the best path, as
+    :func:`htr_tf.decode.ctc.forced_align_batch`).  Returns (score ``[N]``, with ``viterbi`` the
+    back-pointers (a TensorArray of ``T`` int8 ``[N, S]``: 0 stay, 1 from s-1, 2 from s-2) and
+    each row's end state, else None, extended labels ``[N, S]``).  Every line has a frame."""
+    import tensorflow as tf
+
+    lp = tf.cast(log_probs, tf.float64)
+    N, T = tf.shape(lp)[0], tf.shape(lp)[1]
+    ln = tf.minimum(tf.cast(lengths, tf.int32), T)
+    labels = tf.cast(labels, tf.int32)
+    L = tf.cast(label_lengths, tf.int32)
+    labels = tf.where(tf.sequence_mask(L, tf.shape(labels)[1]), labels, 0)
+    ext = tf.reshape(tf.stack([tf.zeros_like(labels), labels], axis=2), [N, -1])
+    ext = tf.concat([ext, tf.zeros([N, 1], tf.int32)], axis=1)
+    S = tf.shape(ext)[1]
+    # a character state may skip the blank before it unless it repeats the previous character
+    skip = tf.concat([tf.zeros([N, tf.minimum(S, 2)], tf.bool), ext[:, 2:] != ext[:, :-2]], axis=1)
+    neg = tf.constant(-np.inf, tf.float64)
+    score = tf.where(tf.range(S)[None, :] < 2, tf.gather(lp[:, 0], ext, batch_dims=1), neg)  # T >= 1
+    back = tf.TensorArray(tf.int8, size=T, clear_after_read=False).write(0, tf.zeros([N, S], tf.int8))
+    stop = tf.reduce_max(tf.concat([ln, [0]], 0))
+
+    def step(t, score, back):
+        prev1 = tf.concat([tf.fill([N, 1], neg), score[:, :-1]], axis=1)
+        prev2 = tf.concat([tf.fill([N, 2], neg), score[:, :-2]], axis=1)[:, :S]
+        prev2 = tf.where(skip, prev2, neg)
+        emit = tf.gather(lp[:, t], ext, batch_dims=1)
+        active = (t < ln)[:, None]
+        if viterbi:
+            from1 = prev1 > score
+            best = tf.where(from1, prev1, score)
+            from2 = prev2 > best
+            ptr = tf.where(from2, tf.constant(2, tf.int8), tf.cast(from1, tf.int8))
+            back = back.write(t, tf.where(active, ptr, tf.constant(0, tf.int8)))
+            new = tf.where(from2, prev2, best) + emit
+        else:
+            new = _tf_logaddexp(_tf_logaddexp(score, prev1), prev2) + emit
+        return t + 1, tf.where(active, new, score), back
+
+    _, score, back = tf.while_loop(lambda t, *_: t < stop, step, (tf.constant(1), score, back),
+                                   shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]), None))
+    end = 2 * L
+    end_score = tf.gather(score, end, batch_dims=1)
+    alt = tf.where(L > 0, tf.gather(score, tf.maximum(end - 1, 0), batch_dims=1), neg)
+    final = tf.maximum(alt, end_score) if viterbi else _tf_logaddexp(alt, end_score)
+    final = tf.where(ln == 0, tf.where(L == 0, tf.constant(0.0, tf.float64), neg), final)
+    return final, (back, tf.where(alt > end_score, end - 1, end)) if viterbi else None, ext
+
+
+def _tf_greedy_ids(log_probs, lengths):
+    """Greedy paths' character ids (argmax, repeats merged, blanks dropped): ragged int32 ``[B, None]``."""
+    import tensorflow as tf
+
+    B, T = tf.shape(log_probs)[0], tf.shape(log_probs)[1]
+    best = tf.where(tf.sequence_mask(lengths, T), tf.argmax(log_probs, axis=-1, output_type=tf.int32), 0)
+    prev = tf.concat([tf.fill([B, 1], -1), best[:, :-1]], axis=1)
+    keep = (best != prev) & (best > 0)
+    return tf.ragged.boolean_mask(best, keep)
+
+
+def tf_choose_readings(log_probs: Sequence[Any], lengths: Sequence[Any], chars: str):
+    """TF twin of :func:`choose_reading` over a batch of greedy readings: one ``[B, T_v, C]``
+    log-probs and ``[B]`` lengths per view (the first: the line as written) -> (text ``[B]``
+    string, confidence ``[B]`` float32), as the numpy path reads them with the greedy decoder."""
+    import tensorflow as tf
+
+    from htr_tf.decode.ctc import tf_greedy_decode
+
+    V = len(log_probs)
+    greedy = [tf_greedy_decode(lp, ln, chars) for lp, ln in zip(log_probs, lengths)]
+    if V == 1:
+        return greedy[0]
+    B = tf.shape(log_probs[0])[0]
+    ids = [_tf_greedy_ids(lp, ln) for lp, ln in zip(log_probs, lengths)]
+    counts = [tf.cast(i.row_lengths(), tf.int32) for i in ids]
+    Lmax = tf.maximum(tf.reduce_max(tf.concat(counts, 0)), 1)
+    dense = [i.to_tensor(0, shape=tf.stack([B, Lmax])) for i in ids]
+    T = tf.reduce_max(tf.stack([tf.shape(lp)[1] for lp in log_probs]))
+    padded = [tf.pad(tf.cast(lp, tf.float64), [[0, 0], [0, T - tf.shape(lp)[1]], [0, 0]]) for lp in log_probs]
+    # every candidate (one per view) under every view's log-probs: V*V*B labellings at once
+    ll, _, _ = _tf_ctc_lattice(tf.concat([padded[v] for _ in range(V) for v in range(V)], 0),
+                               tf.concat([lengths[v] for _ in range(V) for v in range(V)], 0),
+                               tf.concat([dense[c] for c in range(V) for _ in range(V)], 0),
+                               tf.concat([counts[c] for c in range(V) for _ in range(V)], 0))
+    total = tf.reduce_sum(tf.reshape(ll, [V, V, B]), axis=1)                    # [candidate, B]
+    is_best = total >= tf.reduce_max(total, axis=0, keepdims=True)
+    pick = tf.reduce_min(tf.where(is_best, tf.range(V)[:, None], V), axis=0)    # the first best, as numpy's argmax
+    rows = tf.stack([pick, tf.range(B)], axis=1)
+    texts = tf.gather_nd(tf.stack([g[0] for g in greedy]), rows)
+    donor_conf = tf.gather_nd(tf.stack([g[1] for g in greedy]), rows)
+    chosen = tf.gather_nd(tf.stack(dense), rows)
+    chosen_len = tf.gather_nd(tf.stack(counts), rows)
+    # a text other than the first reading's: its confidence from the first view, forced-aligned
+    score, (back, state), ext = _tf_ctc_lattice(padded[0], lengths[0], chosen, chosen_len, viterbi=True)
+    path = tf.TensorArray(tf.int32, size=T)
+
+    def back_step(t, state, path):
+        path = path.write(t, state)
+        return t - 1, state - tf.cast(tf.gather(back.read(t), state, batch_dims=1), tf.int32), path
+
+    _, _, path = tf.while_loop(lambda t, *_: t >= 0, back_step, (T - 1, state, path))
+    path = tf.transpose(path.stack())                                             # [B, T] states
+    on_char = (path % 2 == 1) & tf.sequence_mask(lengths[0], T)
+    frame_prob = tf.exp(tf.gather(tf.cast(padded[0], tf.float32), tf.gather(ext, path, batch_dims=1), batch_dims=2))
+    S = tf.shape(ext)[1]
+    segment = tf.where(on_char, tf.range(B)[:, None] * S + path // 2, B * S)      # (line, character)
+    char_max = tf.math.unsorted_segment_max(tf.reshape(frame_prob, [-1]), tf.reshape(segment, [-1]), B * S + 1)
+    char_max = tf.reshape(char_max[:-1], [B, S])
+    real_char = tf.range(S)[None, :] < chosen_len[:, None]
+    aligned = tf.math.divide_no_nan(tf.reduce_sum(tf.where(real_char, char_max, 0.0), axis=1),
+                                    tf.cast(chosen_len, tf.float32))
+    fits = tf.math.is_finite(score) & (chosen_len > 0)
+    confidence = tf.where(texts == greedy[0][0], greedy[0][1], tf.where(fits, aligned, donor_conf))
+    return texts, confidence

@@ -156,6 +156,46 @@ def test_served_graph_rereads_lines_as_the_numpy_path(recognizer, tmp_path, rule
         np.testing.assert_allclose(out["log_probs"][i, : len(lp)], lp, atol=2e-3)
 
 
+def test_served_graph_reads_the_bundles_views_as_the_numpy_path(recognizer, tmp_path):
+    """A bundle read in several views (htr.json ``decoding.variants``) is served reading them:
+    ``recognize_bytes`` keeps the text :func:`htr_tf.readings.choose_reading` keeps from the
+    same views' readings, and its log-probs are the as-written view's."""
+    import dataclasses
+
+    from htr_tf.readings import VARIANTS_KEY, choose_reading, tf_variant_lines
+
+    views = ("base", "small", "narrow", "wide", "thin")
+    viewing = dataclasses.replace(recognizer, decoding={VARIANTS_KEY: {"options": {"views": list(views)}}})
+    served = load_exported(export_recognizer(viewing, tmp_path / "views" / "1"))
+    data = [encode_png(c) for c in crops()]
+    out = served.recognize_bytes(data)
+    base_lp, base_len, _, _ = tf_path_reference(recognizer, data)
+    np.testing.assert_allclose(out["log_probs"], base_lp, atol=1e-5)
+    np.testing.assert_array_equal(out["lengths"], base_len)
+    # the reference: every view of the TF-resized lines read by Keras, the choice made in numpy
+    from htr_tf.export import _tf_to_gray
+    from htr_tf.geometry import normalize, tf_resize_line
+
+    g = recognizer.geometry
+    resized = [tf_resize_line(_tf_to_gray(tf.io.decode_image(d, channels=0, expand_animations=False)), g)[0]
+               .numpy()[:, :, 0] for d in data]
+    W = max(r.shape[1] for r in resized)
+    batch = np.stack([np.pad(r, ((0, 0), (0, W - r.shape[1])), constant_values=255) for r in resized])
+    widths = np.array([r.shape[1] for r in resized], np.int32)
+    per_view = []
+    for name in views:
+        imgs, w = (t.numpy() for t in tf_variant_lines(tf.constant(batch), tf.constant(widths), g, name))
+        x = np.zeros((len(data), g.height, g.padded_width(int(w.max())), 1), np.float32)
+        x[:, :, : imgs.shape[2], 0] = normalize(imgs)       # paper past each width reads 0, as in graph
+        lp, ln = recognizer.log_probs(x, w)
+        per_view.append((np.asarray(lp), np.asarray(ln)))
+    readings = [GreedyDecoder().decode(lp, ln, recognizer.charset) for lp, ln in per_view]
+    for i in range(len(data)):
+        want = choose_reading([r[i] for r in readings], [lp[i, : ln[i]] for lp, ln in per_view], recognizer.charset)
+        assert out["text"][i] == want.text
+        np.testing.assert_allclose(out["confidence"][i], want.confidence, atol=1e-5)
+
+
 def test_jpeg_bytes_decode_in_graph(recognizer, exported):
     import cv2
 

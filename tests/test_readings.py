@@ -177,3 +177,70 @@ def test_views_saved_into_a_bundle_are_read_by_default(tiny_recognizer_dir, tiny
     assert rec.decoding["variants"]["tuned"] == {"data": "validation"}
     assert evaluate_recognizer(rec, tiny_line_records, "test", limit=2)["variants"] == list(DEFAULT_VARIANTS)
     assert evaluate_recognizer(rec, tiny_line_records, "test", limit=2, variants="none")["variants"] == []
+
+
+def test_the_graphs_choice_equals_numpys():
+    """:func:`tf_choose_readings` (the served graph's) keeps the text and confidence that
+    :func:`choose_reading` keeps, on random readings that disagree."""
+    tf = pytest.importorskip("tensorflow")
+    from htr_tf.decode.ctc import GreedyDecoder
+    from htr_tf.readings import tf_choose_readings
+
+    rng = np.random.default_rng(1)
+    cs = Charset("abc ", replacement="")
+    lps, lns = [], []
+    for v in range(5):
+        logits = rng.normal(size=(24, 10 + 2 * v, 5)) * 3
+        logits[..., 0] += 1.5
+        lps.append((logits - np.log(np.exp(logits).sum(-1, keepdims=True))).astype(np.float32))
+        lns.append(rng.integers(1, 11 + 2 * v, size=24).astype(np.int32))
+    texts, conf = tf_choose_readings([tf.constant(x) for x in lps], [tf.constant(x) for x in lns], cs.chars)
+    readings = [GreedyDecoder().decode(lp, ln, cs) for lp, ln in zip(lps, lns)]
+    moved = 0
+    for b in range(24):
+        want = choose_reading([r[b] for r in readings], [lp[b, : ln[b]] for lp, ln in zip(lps, lns)], cs)
+        assert texts.numpy()[b].decode() == want.text
+        np.testing.assert_allclose(conf.numpy()[b], want.confidence, atol=1e-5)
+        moved += want.text != readings[0][b].text
+    assert moved >= 5     # the views overrule the first reading often here
+    one_text, one_conf = tf_choose_readings([tf.constant(lps[0])], [tf.constant(lns[0])], cs.chars)
+    assert [t.decode() for t in one_text.numpy()] == [r.text for r in readings[0]]
+
+
+def test_the_graphs_ctc_equals_numpys():
+    tf = pytest.importorskip("tensorflow")
+    from htr_tf.decode.ctc import forced_align_batch
+    from htr_tf.readings import _tf_ctc_lattice
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(12, 9, 4))
+    lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    lengths = rng.integers(1, 10, size=12)
+    labels = [list(rng.integers(1, 4, size=rng.integers(0, 6))) for _ in range(12)]
+    labels[0] = [2, 2, 2, 2, 2, 2]                       # cannot fit its frames: -inf
+    L = max(len(x) for x in labels)
+    dense = np.array([x + [0] * (L - len(x)) for x in labels])
+    args = (tf.constant(lp), tf.constant(lengths), tf.constant(dense), tf.constant([len(x) for x in labels]))
+    np.testing.assert_allclose(_tf_ctc_lattice(*args)[0].numpy(), ctc_log_likelihood(lp, lengths, labels), rtol=1e-9)
+    np.testing.assert_allclose(_tf_ctc_lattice(*args, viterbi=True)[0].numpy(),
+                               [s for _, s in forced_align_batch(lp, lengths, labels)], rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", DEFAULT_VARIANTS)
+def test_the_graphs_views_equal_numpys(name):
+    """The served graph's views (:func:`tf_variant_lines`) are the numpy views of each line of a
+    paper-padded batch, to a grey level (OpenCV's and TF's resizes round differently)."""
+    tf = pytest.importorskip("tensorflow")
+    from htr_tf.readings import tf_variant_lines
+
+    rng = np.random.default_rng(3)
+    g = LineGeometry(height=32, min_width=8)
+    widths = [120, 70, 9]
+    batch = np.full((3, 32, 120), 255, np.uint8)
+    for i, w in enumerate(widths):
+        batch[i, 8:24, 2: w - 2] = rng.integers(0, 256, size=(16, w - 4))
+    out, out_w = (t.numpy() for t in tf_variant_lines(tf.constant(batch), tf.constant(widths), g, name))
+    for i, w in enumerate(widths):
+        want = variant_line(batch[i, :, :w], g, name)
+        assert out_w[i] == want.shape[1] and (out[i, :, out_w[i]:] == 255).all()
+        assert np.abs(out[i, :, : out_w[i]].astype(int) - want.astype(int)).max() <= 1
