@@ -284,7 +284,10 @@ def _tf_ctc_lattice(log_probs, lengths, labels, label_lengths, viterbi: bool = F
     skip = tf.concat([tf.zeros([N, tf.minimum(S, 2)], tf.bool), ext[:, 2:] != ext[:, :-2]], axis=1)
     neg = tf.constant(-np.inf, tf.float64)
     score = tf.where(tf.range(S)[None, :] < 2, tf.gather(lp[:, 0], ext, batch_dims=1), neg)  # T >= 1
-    back = tf.TensorArray(tf.int8, size=T, clear_after_read=False).write(0, tf.zeros([N, S], tf.int8))
+    # back-pointers only for the Viterbi path (an empty array otherwise)
+    back = tf.TensorArray(tf.int8, size=T if viterbi else 0, clear_after_read=False)
+    if viterbi:
+        back = back.write(0, tf.zeros([N, S], tf.int8))
     stop = tf.reduce_max(tf.concat([ln, [0]], 0))
 
     def step(t, score, back):
@@ -314,17 +317,6 @@ def _tf_ctc_lattice(log_probs, lengths, labels, label_lengths, viterbi: bool = F
     return final, (back, tf.where(alt > end_score, end - 1, end)) if viterbi else None, ext
 
 
-def _tf_greedy_ids(log_probs, lengths):
-    """Greedy paths' character ids (argmax, repeats merged, blanks dropped): ragged int32 ``[B, None]``."""
-    import tensorflow as tf
-
-    B, T = tf.shape(log_probs)[0], tf.shape(log_probs)[1]
-    best = tf.where(tf.sequence_mask(lengths, T), tf.argmax(log_probs, axis=-1, output_type=tf.int32), 0)
-    prev = tf.concat([tf.fill([B, 1], -1), best[:, :-1]], axis=1)
-    keep = (best != prev) & (best > 0)
-    return tf.ragged.boolean_mask(best, keep)
-
-
 def tf_choose_readings(log_probs: Sequence[Any], lengths: Sequence[Any], chars: str):
     """TF twin of :func:`choose_reading` over a batch of greedy readings: one ``[B, T_v, C]``
     log-probs and ``[B]`` lengths per view (the first: the line as written) -> (text ``[B]``
@@ -334,11 +326,11 @@ def tf_choose_readings(log_probs: Sequence[Any], lengths: Sequence[Any], chars: 
     from htr_tf.decode.ctc import tf_greedy_decode
 
     V = len(log_probs)
-    greedy = [tf_greedy_decode(lp, ln, chars) for lp, ln in zip(log_probs, lengths)]
+    greedy = [tf_greedy_decode(lp, ln, chars, with_ids=True) for lp, ln in zip(log_probs, lengths)]
     if V == 1:
-        return greedy[0]
+        return greedy[0][:2]
     B = tf.shape(log_probs[0])[0]
-    ids = [_tf_greedy_ids(lp, ln) for lp, ln in zip(log_probs, lengths)]
+    ids = [tf.cast(g[2], tf.int32) for g in greedy]
     counts = [tf.cast(i.row_lengths(), tf.int32) for i in ids]
     Lmax = tf.maximum(tf.reduce_max(tf.concat(counts, 0)), 1)
     dense = [i.to_tensor(0, shape=tf.stack([B, Lmax])) for i in ids]

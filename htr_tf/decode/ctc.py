@@ -604,12 +604,13 @@ def parse_decoder_options(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 # -- the TF twin of the greedy decoder (served graphs) -------------------------------------------
-def tf_greedy_decode(log_probs, lengths, chars: str, with_counts: bool = False):
+def tf_greedy_decode(log_probs, lengths, chars: str, with_counts: bool = False, with_ids: bool = False):
     """In-graph greedy decoding, equal to :class:`GreedyDecoder`'s text and confidence.
 
     ``log_probs [B, T, C]`` float, ``lengths [B]`` int; ``chars`` the charset's characters
     (id ``i`` is ``chars[i - 1]``).  Returns ``(text [B] string, confidence [B] float32)``, and
-    with ``with_counts`` the number of characters read ``[B]`` int32 too.
+    with ``with_counts`` the number of characters read ``[B]`` int32 too, and with ``with_ids``
+    each line's character ids (ragged int32 ``[B, None]``) last.
     """
     import tensorflow as tf
 
@@ -641,6 +642,7 @@ def tf_greedy_decode(log_probs, lengths, chars: str, with_counts: bool = False):
     frames = tf.reduce_sum(validf, axis=1)
     blank_conf = tf.math.divide_no_nan(tf.reduce_sum(maxp * validf, axis=1), frames)
     confidence = tf.where(n_chars > 0, tf.math.divide_no_nan(conf_sum, n_chars), blank_conf)
-    if with_counts:
-        return text, confidence, tf.cast(n_chars, tf.int32)
-    return text, confidence
+    out = (text, confidence) + ((tf.cast(n_chars, tf.int32),) if with_counts else ())
+    if with_ids:
+        out += (tf.RaggedTensor.from_value_rowids(char_ids, rows, nrows=nrows),)
+    return out
