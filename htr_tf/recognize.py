@@ -233,7 +233,8 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
             readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in per_variant]
             for j, i in enumerate(idx):   # one reading: choose_reading returns it as it is
                 out[i] = choose_reading([r[j] for r in readings],
-                                        [lp[j, : int(n[j])] for lp, n in per_variant], model.charset)
+                                        [lp[j, : int(n[j])] for lp, n in per_variant], model.charset,
+                                        text_prior=getattr(dec, "scores_texts", False))
     finally:
         if isinstance(decoder, str):
             getattr(dec, "close", lambda: None)()

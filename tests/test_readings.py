@@ -106,6 +106,35 @@ def test_a_chosen_text_keeps_its_spaces_and_one_confidence_per_character():
     assert len(chosen.char_confidences) == len(chosen.spans) == len(chosen.ids) == len(chosen.text)
 
 
+def test_an_lm_decoders_prior_counts_once_per_view():
+    """With ``text_prior`` (an LM decoder's readings), a text's score is its summed likelihood
+    plus, per view, what its decoder's score adds to its own view's likelihood: the text the LM
+    prefers can win against the one the recogniser alone prefers, and only then."""
+    import dataclasses
+
+    from htr_tf.decode.beam_lm import CharLMDecoder, WordLMDecoder
+    from htr_tf.decode.ctc import GreedyDecoder
+
+    cs = Charset("ab", replacement="")
+    lps = [_lp_reading([1, 2], 6, 0.55)] + [_lp_reading([1, 1], 8, 0.9)] * 3
+    readings = [GreedyDecoder().decode(lp[None], [lp.shape[0]], cs)[0] for lp in lps]
+    assert [r.text for r in readings] == ["ab", "aa", "aa", "aa"]
+    assert choose_reading(readings, lps, cs).text == "aa"                 # likelihood alone
+    own = [float(ctc_log_likelihood(lp[None], [lp.shape[0]], [list(r.ids)])[0]) for lp, r in zip(lps, readings)]
+    ll = {t: sum(float(ctc_log_likelihood(lp[None], [lp.shape[0]], [ids])[0]) for lp in lps)
+          for t, ids in (("ab", [1, 2]), ("aa", [1, 1]))}
+    margin = ll["aa"] - ll["ab"]
+    assert margin > 0
+    for lm_bonus, want in ((margin / 4 * 1.2, "ab"), (margin / 4 * 0.8, "aa")):
+        # the LM adds lm_bonus to "ab" and nothing to "aa": four views count it four times
+        scored = [dataclasses.replace(r, score=o + (lm_bonus if r.text == "ab" else 0.0))
+                  for r, o in zip(readings, own)]
+        assert choose_reading(scored, lps, cs, text_prior=True).text == want
+        assert choose_reading(scored, lps, cs).text == "aa"              # ignored without the flag
+    assert WordLMDecoder.scores_texts and CharLMDecoder.scores_texts
+    assert not getattr(GreedyDecoder(), "scores_texts", False)
+
+
 class _ViewModel:
     """A LineModel stub: a line of its original width reads "ab" unsurely, any other width
     (a narrower, wider or smaller view) reads "aa" surely."""

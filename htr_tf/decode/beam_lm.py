@@ -219,6 +219,10 @@ class _FlashlightDecoder:
 
     name = ""
     kind = ""
+    #: A line's ``score`` is the recogniser's log-likelihood of its text plus the LM's prior
+    #: over texts (``lm_weight * lm + word_score * words + ...``): choosing among several views'
+    #: readings counts that prior too (:func:`htr_tf.readings.choose_reading`).
+    scores_texts = True
 
     def __init__(self, lm: str | os.PathLike | None, lexicon: str | os.PathLike | None,
                  beam_width: int, beam_size_token: int | None, beam_threshold: float,
