@@ -217,8 +217,14 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
     and ``decode`` (batching and decoding) added.  ``variants``: read each line in these views
     too and keep the text they agree on most (:mod:`htr_tf.readings`; e.g. ``"default"``);
     ``"none"`` reads each line once, None as the model's ``decoding`` section says.
+
+    An LM decoder whose LM has a language (its ``language``, with ``language_gate`` on) reads
+    only the lines whose greedy reading is not in another language (:mod:`htr_tf.decode.language`):
+    the others keep the greedy reading (chosen among the views as greedy readings are).
     """
     from htr_tf.decode import build_decoder
+    from htr_tf.decode.ctc import GreedyDecoder
+    from htr_tf.decode.language import guess_language
     from htr_tf.readings import choose_reading, resolve_variants
 
     model = line_model(model)
@@ -226,15 +232,28 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
     dec = build_decoder(decoder, getattr(model, "decoding", None), decoder_options)
     t0 = time.perf_counter()
     in_model = 0.0
+    language = getattr(dec, "language", None) if getattr(dec, "language_gate", False) else None
     out: list[Any] = [None] * len(crops)
+
+    def choose(readings: list[list[Any]], per_variant: list[tuple[np.ndarray, np.ndarray]], j: int,
+               prior: bool) -> Any:   # one reading: choose_reading returns it as it is
+        return choose_reading([r[j] for r in readings], [lp[j, : int(n[j])] for lp, n in per_variant],
+                              model.charset, text_prior=prior)
+
     try:
         for idx, per_variant, seconds in variant_log_probs(model, crops, views or ("base",), batch_size, trim):
             in_model += seconds
-            readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in per_variant]
-            for j, i in enumerate(idx):   # one reading: choose_reading returns it as it is
-                out[i] = choose_reading([r[j] for r in readings],
-                                        [lp[j, : int(n[j])] for lp, n in per_variant], model.charset,
-                                        text_prior=getattr(dec, "scores_texts", False))
+            rows = list(range(len(idx)))
+            if language is not None:
+                greedy = [GreedyDecoder().decode(lp, lengths, model.charset) for lp, lengths in per_variant]
+                for j in rows:
+                    out[idx[j]] = choose(greedy, per_variant, j, False)
+                rows = [j for j in rows if guess_language(out[idx[j]].text) in (None, language)]
+            if rows:
+                sub = [(lp[rows], lengths[rows]) for lp, lengths in per_variant]
+                readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in sub]
+                for k, j in enumerate(rows):
+                    out[idx[j]] = choose(readings, sub, k, getattr(dec, "scores_texts", False))
     finally:
         if isinstance(decoder, str):
             getattr(dec, "close", lambda: None)()

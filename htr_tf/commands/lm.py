@@ -53,7 +53,7 @@ def _lm_build(a: argparse.Namespace) -> int:
         print(f"building a {'char' if a.char else 'word'} {order}-gram with {use} -> {a.out}", file=sys.stderr)
     meta = build_lm(a.out, order, "char" if a.char else "word", text=a.text, charset=charset,
                     prune=a.prune, unknown=a.unknown, heldout_every=a.holdout_every, estimator=est,
-                    memory=a.memory, lexicon=not a.no_lexicon, progress=not a.quiet)
+                    memory=a.memory, lexicon=not a.no_lexicon, progress=not a.quiet, language=a.language)
     if a.index:
         from htr_tf.decode.lexicon import LexiconCorrector, index_beside
         from htr_tf.decode.lm import lm_sidecars
@@ -132,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--no-lexicon", action="store_true", help="do not write the NAME.lexicon.tsv.gz sidecar")
     q.add_argument("--index", action="store_true",
                    help="also build the lexicon search index (NAME.hnsw) beside the lexicon")
+    q.add_argument("--language", default=None, metavar="CODE",
+                   help="the text's language (en, fr), kept in the metadata: the LM decoders then keep "
+                        "the greedy reading of lines in another language (default: none said)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_lm_build)
 

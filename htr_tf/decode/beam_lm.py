@@ -45,6 +45,7 @@ import numpy as np
 
 from htr_tf.charset import BLANK_INDEX, Charset
 from htr_tf.decode.ctc import DecodedLine, check_inputs, forced_align_batch
+from htr_tf.decode.language import FUNCTION_WORDS
 from htr_tf.decode.lm import (
     BUNDLED_LM_DIR, BUNDLED_WORD_LM, UNK, check_charset, check_lm_file, lm_sidecars, read_lexicon,
     read_meta,
@@ -227,7 +228,7 @@ class _FlashlightDecoder:
     def __init__(self, lm: str | os.PathLike | None, lexicon: str | os.PathLike | None,
                  beam_width: int, beam_size_token: int | None, beam_threshold: float,
                  lm_weight: float, word_score: float, unk_score: float, sil_score: float,
-                 workers: int | str):
+                 workers: int | str, language: str | None = None, language_gate: bool = True):
         if int(beam_width) < 1:
             raise ConfigError(f"{self.name}: beam_width must be >= 1, got {beam_width}")
         if beam_size_token is not None and int(beam_size_token) < 1:
@@ -252,12 +253,23 @@ class _FlashlightDecoder:
         self.unk_score = float(unk_score)
         self.sil_score = float(sil_score)
         self.workers = workers
+        check_lm_file(self.lm_path)            # fail early and clearly
+        #: The LM's language (its metadata's ``language``, e.g. ``"en"``; None: unknown).  With
+        #: ``language_gate``, lines that read as another language keep their greedy reading
+        #: (:mod:`htr_tf.decode.language`, :func:`htr_tf.recognize.recognize_crops`).
+        if language is None:   # the LM's own, when it says one this module knows the words of
+            language = (read_meta(self.lm_path) or {}).get("language")
+            language = language if language in FUNCTION_WORDS else None
+        elif language not in FUNCTION_WORDS:
+            raise ConfigError(f"{self.name}: language must be one of {', '.join(FUNCTION_WORDS)}, "
+                              f"got {language!r}")
+        self.language = language
+        self.language_gate = bool(language_gate)
         self._engines: dict[tuple[str, ...], _Engine] = {}
         self._specs: dict[str, _Spec] = {}
         self._pool: Any = None
         self._pool_key: str | None = None
         self._lock = threading.Lock()
-        check_lm_file(self.lm_path)            # fail early and clearly
 
     def _default_lm(self) -> Path:
         raise NotImplementedError
@@ -267,7 +279,8 @@ class _FlashlightDecoder:
                 "beam_width": self.beam_width, "beam_size_token": self.beam_size_token,
                 "beam_threshold": self.beam_threshold, "lm_weight": self.lm_weight,
                 "word_score": self.word_score, "unk_score": self.unk_score,
-                "sil_score": self.sil_score, "workers": self.workers}
+                "sil_score": self.sil_score, "workers": self.workers, "language": self.language,
+                "language_gate": self.language_gate}
 
     # -- engines ---------------------------------------------------------------------------
     def _spec(self, charset: Charset) -> _Spec:
@@ -467,9 +480,10 @@ class WordLMDecoder(_FlashlightDecoder):
     def __init__(self, lm: str | os.PathLike | None = None, lexicon: str | os.PathLike | None = None,
                  beam_width: int = 50, beam_size_token: int | None = 8, beam_threshold: float = 15.0,
                  lm_weight: float = 1.0, word_score: float = 0.0, unk_score: float = -2.0,
-                 sil_score: float = 0.0, workers: int | str = 1):
+                 sil_score: float = 0.0, workers: int | str = 1, language: str | None = None,
+                 language_gate: bool = True):
         super().__init__(lm, lexicon, beam_width, beam_size_token, beam_threshold, lm_weight,
-                         word_score, unk_score, sil_score, workers)
+                         word_score, unk_score, sil_score, workers, language, language_gate)
 
     def _default_lm(self) -> Path:
         return BUNDLED_WORD_LM
@@ -488,9 +502,10 @@ class CharLMDecoder(_FlashlightDecoder):
 
     def __init__(self, lm: str | os.PathLike | None = None, beam_width: int = 50,
                  beam_size_token: int | None = 8, beam_threshold: float = 15.0,
-                 lm_weight: float = 2.0, sil_score: float = 0.0, workers: int | str = 1):
+                 lm_weight: float = 2.0, sil_score: float = 0.0, workers: int | str = 1,
+                 language: str | None = None, language_gate: bool = True):
         super().__init__(lm, None, beam_width, beam_size_token, beam_threshold, lm_weight,
-                         0.0, float("-inf"), sil_score, workers)
+                         0.0, float("-inf"), sil_score, workers, language, language_gate)
 
     def _default_lm(self) -> Path:
         return BUNDLED_CHAR_LM

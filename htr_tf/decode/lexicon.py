@@ -443,6 +443,15 @@ class _LexiconDecoderBase:
         self.base = base
         self.corrector = corrector
 
+    @property
+    def language(self) -> str | None:
+        """The base decoder's LM language (:attr:`htr_tf.decode.beam_lm.WordLMDecoder.language`)."""
+        return getattr(self.base, "language", None)
+
+    @property
+    def language_gate(self) -> bool:
+        return bool(getattr(self.base, "language_gate", False))
+
     def options(self) -> dict[str, Any]:
         return {**self.base.options(), **{f"lexicon_{k}" if k in ("lm",) else k: v
                                           for k, v in self.corrector.options().items()}}
@@ -492,11 +501,11 @@ class WordLMLexiconDecoder(_LexiconDecoderBase):
                  lm_weight: float = 1.0, word_score: float = 0.0, unk_score: float = -2.0,
                  sil_score: float = 0.0, workers: int | str = 1, k: int = 10, min_count: int = 2,
                  edit_weight: float = 3.0, prior_weight: float = 1.0, margin: float = 1.0,
-                 max_distance: float = 2.0):
+                 max_distance: float = 2.0, language: str | None = None, language_gate: bool = True):
         from htr_tf.decode.beam_lm import WordLMDecoder
 
         base = WordLMDecoder(lm, lexicon, beam_width, beam_size_token, beam_threshold, lm_weight,
-                             word_score, unk_score, sil_score, workers)
+                             word_score, unk_score, sil_score, workers, language, language_gate)
         lex = lexicon if lexicon is not None else lm_sidecars(base.lm_path)["lexicon"]
         super().__init__(base, LexiconCorrector(
             lex, base.lm_path, k=k, min_count=min_count, edit_weight=edit_weight,

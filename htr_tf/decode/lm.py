@@ -323,16 +323,21 @@ def build_lm(out: str | os.PathLike, order: int, kind: LMKind = "word",
              charset: Charset = DEFAULT_CHARSET, prune: Sequence[int] = (0,),
              unknown: Literal["skip", "drop", "error"] = "skip", heldout_every: int = 0,
              estimator: Literal["auto", "lmplz", "python"] = "auto", memory: str = "200M",
-             lexicon: bool = True, progress: bool = False) -> dict[str, Any]:
+             lexicon: bool = True, progress: bool = False, language: str | None = None) -> dict[str, Any]:
     """Build an ``order``-gram LM of ``kind`` into ``out`` (``.arpa``, ``.arpa.gz`` or ``.bin``).
 
     The text is ``lines`` when given, else the files ``text`` (else the bundled Brown
     extract); ``heldout_every`` leaves every k-th line out (:func:`split_heldout`).
     ``estimator="auto"`` uses ``lmplz`` when on ``PATH``, else :func:`estimate_kneser_ney`;
-    a ``.bin`` output needs ``build_binary``.  Writes the metadata sidecar and (unless
-    ``lexicon=False``) the lexicon sidecar, and returns the metadata.
+    a ``.bin`` output needs ``build_binary``.  Writes the metadata sidecar (with ``language``,
+    the text's, when given: :mod:`htr_tf.decode.language`) and (unless ``lexicon=False``) the
+    lexicon sidecar, and returns the metadata.
     """
     _check_kind(kind)
+    from htr_tf.decode.language import FUNCTION_WORDS
+
+    if language is not None and language not in FUNCTION_WORDS:
+        raise ConfigError(f"language must be one of {', '.join(FUNCTION_WORDS)} (or none), got {language!r}")
     out = Path(out)
     if not any(out.name.endswith(s) for s in _LM_SUFFIXES):
         raise ConfigError(f"{out}: the LM file name must end in one of {', '.join(_LM_SUFFIXES)}")
@@ -394,7 +399,7 @@ def build_lm(out: str | os.PathLike, order: int, kind: LMKind = "word",
     if lexicon:
         write_lexicon(word_counts, sidecars["lexicon"])
     meta = {
-        "format_version": META_FORMAT_VERSION, "kind": kind, "order": order,
+        "format_version": META_FORMAT_VERSION, "kind": kind, "language": language, "order": order,
         "boundary": boundary if kind == "char" else None,
         "charset": charset.to_dict(), "estimator": est, "estimator_command": command,
         "build_binary_command": command_bin, "prune": thresholds, "ngrams": sizes,
