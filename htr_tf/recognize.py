@@ -250,7 +250,8 @@ def recognize_crops(model: Any, crops: Sequence[np.ndarray], decoder: "str | Dec
                     out[idx[j]] = choose(greedy, per_variant, j, False)
                 rows = [j for j in rows if guess_language(out[idx[j]].text) in (None, language)]
             if rows:
-                sub = [(lp[rows], lengths[rows]) for lp, lengths in per_variant]
+                sub = (per_variant if len(rows) == len(idx)
+                       else [(lp[rows], lengths[rows]) for lp, lengths in per_variant])
                 readings = [dec.decode(lp, lengths, model.charset) for lp, lengths in sub]
                 for k, j in enumerate(rows):
                     out[idx[j]] = choose(readings, sub, k, getattr(dec, "scores_texts", False))

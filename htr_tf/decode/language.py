@@ -17,7 +17,7 @@ words in the LM's lexicon cost English lines more for less (at a share of 0.5: 9
 
 from __future__ import annotations
 
-import re
+from htr_tf.decode.lexicon import split_word
 
 __all__ = ["FUNCTION_WORDS", "guess_language"]
 
@@ -40,15 +40,12 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
         "tout être aussi dont ont avait bien deux très sans entre après".split()),
 }
 
-_EDGES = re.compile(r"^\W+|\W+$")
-
-
 def guess_language(text: str) -> str | None:
     """The language (a key of :data:`FUNCTION_WORDS`) with the most function words in ``text``;
     None when none has any or two tie."""
     counts = dict.fromkeys(FUNCTION_WORDS, 0)
     for token in text.split():
-        word = _EDGES.sub("", token).lower()
+        word = split_word(token)[1].lower()
         langs = [lang for lang, words in FUNCTION_WORDS.items() if word in words]
         if len(langs) == 1:
             counts[langs[0]] += 1
